@@ -1,0 +1,158 @@
+//! Feature definitions: the domain types the rest of Quiver sees, built from the YAML user format
+//! ([`serialize`]) by [`Definitions::build_and_validate`], which checks every cross-reference and
+//! names the file, object and field of each problem.
+
+mod constraints;
+pub mod serialize;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{ScalarType, ValueType};
+
+pub use constraints::Constraints;
+
+/// An entity: what features describe (a user, a merchant), identified by its join keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: String,
+    pub join_keys: Vec<JoinKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// One join-key column and its type (int64 or string).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JoinKey {
+    pub name: String,
+    pub key_type: ScalarType,
+}
+
+/// File formats a source can be read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Parquet,
+    Csv,
+}
+
+/// Where a view's rows come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub name: String,
+    pub format: SourceFormat,
+    /// Path as written; relative paths resolve from the project directory.
+    pub path: String,
+    pub timestamp_field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_timestamp_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A typed feature with its constraints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    #[serde(default, skip_serializing_if = "Constraints::is_empty")]
+    pub constraints: Constraints,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A feature view: a set of features of some entities, read from one source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureView {
+    pub name: String,
+    pub entities: Vec<String>,
+    /// The join keys of all its entities, in order; an online record is keyed by their values.
+    pub join_keys: Vec<JoinKey>,
+    pub source: String,
+    /// Values older than this are served as OUTSIDE_MAX_AGE (and expire from Redis); `None`
+    /// falls back to the online store's default.
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub ttl: Option<Duration>,
+    pub fields: Vec<Field>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl FeatureView {
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    pub fn value_types(&self) -> Vec<ValueType> {
+        self.fields.iter().map(|f| f.value_type).collect()
+    }
+
+    /// A stable fingerprint of what the online record layout depends on: join keys and the
+    /// ordered field names and types. Changing it bumps the view's version.
+    pub fn schema_fingerprint(&self) -> String {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for k in &self.join_keys {
+            h.update(format!("k:{}:{};", k.name, k.key_type.name()).as_bytes());
+        }
+        for f in &self.fields {
+            h.update(format!("f:{}:{};", f.name, f.value_type).as_bytes());
+        }
+        format!("{:016x}", h.digest())
+    }
+}
+
+/// A reference to one feature, `view:feature`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FeatureRef {
+    pub view: String,
+    pub feature: String,
+}
+
+impl FeatureRef {
+    /// Parses `view:feature` (Feast's spelling). The error names the reference.
+    pub fn parse(text: &str) -> Result<FeatureRef, String> {
+        match text.split_once(':') {
+            Some((view, feature))
+                if !view.is_empty() && !feature.is_empty() && !feature.contains(':') =>
+            {
+                Ok(FeatureRef {
+                    view: view.to_string(),
+                    feature: feature.to_string(),
+                })
+            }
+            _ => Err(format!(
+                "feature reference `{text}` is not of the form `view:feature`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for FeatureRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.view, self.feature)
+    }
+}
+
+/// A named set of features a model consumes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureService {
+    pub name: String,
+    pub features: Vec<FeatureRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// All definitions of a project, validated: every reference resolves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Definitions {
+    pub entities: BTreeMap<String, Entity>,
+    pub sources: BTreeMap<String, Source>,
+    pub feature_views: BTreeMap<String, FeatureView>,
+    pub feature_services: BTreeMap<String, FeatureService>,
+}

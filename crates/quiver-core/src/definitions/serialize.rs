@@ -1,0 +1,98 @@
+//! The YAML user format of `features/*.yaml`. Unknown keys are errors (a typo such as `tll:` must
+//! not be silently ignored). See the README's "Definitions" section for the documented format.
+
+use serde::Deserialize;
+
+/// One definitions file. Every section is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionsFile {
+    #[serde(default)]
+    pub entities: Vec<EntityDef>,
+    #[serde(default)]
+    pub sources: Vec<SourceDef>,
+    #[serde(default)]
+    pub feature_views: Vec<FeatureViewDef>,
+    #[serde(default)]
+    pub feature_services: Vec<FeatureServiceDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityDef {
+    pub name: String,
+    pub join_keys: Vec<String>,
+    /// `int64` (default) or `string`.
+    #[serde(default)]
+    pub key_type: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDef {
+    pub name: String,
+    /// `parquet` or `csv`; inferred from the path's extension when absent.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    pub path: String,
+    pub timestamp_field: String,
+    #[serde(default)]
+    pub created_timestamp_field: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureViewDef {
+    pub name: String,
+    pub entities: Vec<String>,
+    pub source: String,
+    #[serde(default)]
+    pub ttl: Option<String>,
+    pub fields: Vec<FieldDef>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub dtype: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub not_null: bool,
+    #[serde(default)]
+    pub one_of: Option<Vec<serde_yaml_ng::Value>>,
+    #[serde(default)]
+    pub dim: Option<usize>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureServiceDef {
+    pub name: String,
+    /// `view:feature`, or `view` for all of a view's features.
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Parses one file's text; the error carries serde's line and column.
+pub fn parse(text: &str) -> Result<DefinitionsFile, String> {
+    if text.trim().is_empty() {
+        return Ok(DefinitionsFile::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+}

@@ -1,0 +1,428 @@
+//! Turns parsed definition files into [`Definitions`], checking names, types, constraints and
+//! every cross-reference. All problems are reported at once, each naming file, object and field.
+
+use std::collections::BTreeMap;
+
+use super::serialize::{DefinitionsFile, FieldDef};
+use super::{
+    Constraints, Definitions, Entity, FeatureRef, FeatureService, FeatureView, Field, JoinKey,
+    Source, SourceFormat,
+};
+use crate::error::CoreError;
+use crate::value::{ScalarType, Value, ValueType};
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
+struct Ctx {
+    errors: Vec<String>,
+}
+
+impl Ctx {
+    fn err(&mut self, file: &str, msg: String) {
+        self.errors.push(format!("{file}: {msg}"));
+    }
+
+    fn name(&mut self, file: &str, what: &str, name: &str) {
+        if !valid_name(name) {
+            self.err(
+                file,
+                format!(
+                    "{what} name `{name}` is invalid: use letters, digits and `_`, starting with a letter"
+                ),
+            );
+        }
+    }
+}
+
+/// Registers `name` in `seen`, reporting a duplicate with both files.
+fn unique(
+    ctx: &mut Ctx,
+    seen: &mut BTreeMap<String, String>,
+    file: &str,
+    what: &str,
+    name: &str,
+) -> bool {
+    if let Some(first) = seen.get(name) {
+        ctx.err(
+            file,
+            format!("{what} `{name}` is defined twice (first in {first})"),
+        );
+        false
+    } else {
+        seen.insert(name.to_string(), file.to_string());
+        true
+    }
+}
+
+impl Definitions {
+    /// Builds validated definitions from `(file name, parsed file)` pairs.
+    pub fn build_and_validate(files: &[(String, DefinitionsFile)]) -> Result<Definitions, CoreError> {
+        let mut ctx = Ctx { errors: Vec::new() };
+        let mut defs = Definitions::default();
+        let mut origin: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
+
+        for (file, f) in files {
+            for e in &f.entities {
+                let what = format!("entity `{}`", e.name);
+                ctx.name(file, "entity", &e.name);
+                if !unique(&mut ctx, origin.entry("entity").or_default(), file, "entity", &e.name) {
+                    continue;
+                }
+                let key_type = match e.key_type.as_deref().unwrap_or("int64") {
+                    "int64" | "int" | "int32" => ScalarType::Int64,
+                    "string" | "str" => ScalarType::String,
+                    other => {
+                        ctx.err(
+                            file,
+                            format!("{what}: field `key_type`: `{other}` is not supported; use `int64` or `string`"),
+                        );
+                        ScalarType::Int64
+                    }
+                };
+                if e.join_keys.is_empty() {
+                    ctx.err(file, format!("{what}: field `join_keys` is empty"));
+                }
+                for k in &e.join_keys {
+                    ctx.name(file, &format!("{what}: join key"), k);
+                }
+                defs.entities.insert(
+                    e.name.clone(),
+                    Entity {
+                        name: e.name.clone(),
+                        join_keys: e
+                            .join_keys
+                            .iter()
+                            .map(|k| JoinKey {
+                                name: k.clone(),
+                                key_type,
+                            })
+                            .collect(),
+                        description: e.description.clone(),
+                    },
+                );
+            }
+            for s in &f.sources {
+                let what = format!("source `{}`", s.name);
+                ctx.name(file, "source", &s.name);
+                if !unique(&mut ctx, origin.entry("source").or_default(), file, "source", &s.name) {
+                    continue;
+                }
+                let kind = s.kind.clone().unwrap_or_else(|| {
+                    if s.path.to_ascii_lowercase().ends_with(".csv") {
+                        "csv".into()
+                    } else {
+                        "parquet".into()
+                    }
+                });
+                let format = match kind.as_str() {
+                    "parquet" => SourceFormat::Parquet,
+                    "csv" => SourceFormat::Csv,
+                    other => {
+                        ctx.err(
+                            file,
+                            format!("{what}: field `type`: `{other}` is not supported; use `parquet` or `csv`"),
+                        );
+                        SourceFormat::Parquet
+                    }
+                };
+                if s.path.trim().is_empty() {
+                    ctx.err(file, format!("{what}: field `path` is empty"));
+                }
+                if s.timestamp_field.trim().is_empty() {
+                    ctx.err(file, format!("{what}: field `timestamp_field` is empty"));
+                }
+                defs.sources.insert(
+                    s.name.clone(),
+                    Source {
+                        name: s.name.clone(),
+                        format,
+                        path: s.path.clone(),
+                        timestamp_field: s.timestamp_field.clone(),
+                        created_timestamp_field: s.created_timestamp_field.clone(),
+                        description: s.description.clone(),
+                    },
+                );
+            }
+        }
+
+        for (file, f) in files {
+            for v in &f.feature_views {
+                let what = format!("feature view `{}`", v.name);
+                ctx.name(file, "feature view", &v.name);
+                if !unique(&mut ctx, origin.entry("view").or_default(), file, "feature view", &v.name) {
+                    continue;
+                }
+                let mut join_keys: Vec<JoinKey> = Vec::new();
+                if v.entities.is_empty() {
+                    ctx.err(file, format!("{what}: field `entities` is empty"));
+                }
+                for e in &v.entities {
+                    match defs.entities.get(e) {
+                        Some(entity) => join_keys.extend(entity.join_keys.iter().cloned()),
+                        None => ctx.err(
+                            file,
+                            format!("{what}: field `entities`: unknown entity `{e}`{}", known(defs.entities.keys())),
+                        ),
+                    }
+                }
+                let source = defs.sources.get(&v.source);
+                if source.is_none() {
+                    ctx.err(
+                        file,
+                        format!("{what}: field `source`: unknown source `{}`{}", v.source, known(defs.sources.keys())),
+                    );
+                }
+                let ttl = match v.ttl.as_deref().map(crate::duration::parse).transpose() {
+                    Ok(ttl) => ttl,
+                    Err(e) => {
+                        ctx.err(file, format!("{what}: field `ttl`: {e}"));
+                        None
+                    }
+                };
+                if v.fields.is_empty() {
+                    ctx.err(file, format!("{what}: field `fields` is empty"));
+                }
+                let mut fields: Vec<Field> = Vec::new();
+                for fd in &v.fields {
+                    let fwhat = format!("{what}: field `{}`", fd.name);
+                    ctx.name(file, &format!("{what}: feature"), &fd.name);
+                    if fields.iter().any(|f| f.name == fd.name) {
+                        ctx.err(file, format!("{fwhat} is declared twice"));
+                        continue;
+                    }
+                    if join_keys.iter().any(|k| k.name == fd.name) {
+                        ctx.err(file, format!("{fwhat} has the name of a join key"));
+                    }
+                    if let Some(s) = source
+                        && (s.timestamp_field == fd.name
+                            || s.created_timestamp_field.as_deref() == Some(fd.name.as_str()))
+                    {
+                        ctx.err(file, format!("{fwhat} is the source's timestamp column, which Quiver keeps as the event time"));
+                    }
+                    match build_field(fd) {
+                        Ok(field) => fields.push(field),
+                        Err(e) => ctx.err(file, format!("{fwhat}: {e}")),
+                    }
+                }
+                defs.feature_views.insert(
+                    v.name.clone(),
+                    FeatureView {
+                        name: v.name.clone(),
+                        entities: v.entities.clone(),
+                        join_keys,
+                        source: v.source.clone(),
+                        ttl,
+                        fields,
+                        description: v.description.clone(),
+                        tags: v.tags.clone(),
+                    },
+                );
+            }
+        }
+
+        for (file, f) in files {
+            for s in &f.feature_services {
+                let what = format!("feature service `{}`", s.name);
+                ctx.name(file, "feature service", &s.name);
+                if !unique(&mut ctx, origin.entry("service").or_default(), file, "feature service", &s.name) {
+                    continue;
+                }
+                let mut features = Vec::new();
+                if s.features.is_empty() {
+                    ctx.err(file, format!("{what}: field `features` is empty"));
+                }
+                for text in &s.features {
+                    let (view_name, feature) = match text.split_once(':') {
+                        Some((v, f)) => (v, Some(f)),
+                        None => (text.as_str(), None),
+                    };
+                    let Some(view) = defs.feature_views.get(view_name) else {
+                        ctx.err(
+                            file,
+                            format!("{what}: field `features`: unknown feature view `{view_name}` in `{text}`"),
+                        );
+                        continue;
+                    };
+                    match feature {
+                        None => features.extend(view.fields.iter().map(|f| FeatureRef {
+                            view: view.name.clone(),
+                            feature: f.name.clone(),
+                        })),
+                        Some(feat) if view.field_index(feat).is_some() => features.push(FeatureRef {
+                            view: view.name.clone(),
+                            feature: feat.to_string(),
+                        }),
+                        Some(feat) => ctx.err(
+                            file,
+                            format!("{what}: field `features`: feature view `{view_name}` has no feature `{feat}`"),
+                        ),
+                    }
+                }
+                defs.feature_services.insert(
+                    s.name.clone(),
+                    FeatureService {
+                        name: s.name.clone(),
+                        features,
+                        description: s.description.clone(),
+                    },
+                );
+            }
+        }
+
+        if ctx.errors.is_empty() {
+            Ok(defs)
+        } else {
+            Err(CoreError::Definitions(ctx.errors))
+        }
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (known: {})", names.join(", "))
+    }
+}
+
+fn build_field(fd: &FieldDef) -> Result<Field, String> {
+    let value_type: ValueType = fd.dtype.parse().map_err(|e| format!("field `type`: {e}"))?;
+    let numeric = value_type.scalar().is_numeric() && value_type.scalar() != ScalarType::Decimal
+        || value_type == ValueType::Scalar(ScalarType::Decimal);
+    if (fd.min.is_some() || fd.max.is_some()) && !numeric {
+        return Err(format!("`min`/`max` apply to numbers, not {value_type}"));
+    }
+    if let (Some(min), Some(max)) = (fd.min, fd.max)
+        && min > max
+    {
+        return Err(format!("`min` {min} is greater than `max` {max}"));
+    }
+    if fd.dim.is_some() && !value_type.is_list() {
+        return Err(format!("`dim` applies to lists, not {value_type}"));
+    }
+    let one_of = match &fd.one_of {
+        None => None,
+        Some(values) => {
+            let mut out = Vec::new();
+            for v in values {
+                let json = serde_json::to_value(v).map_err(|e| format!("`one_of`: {e}"))?;
+                let parsed = Value::from_json(&json, value_type)
+                    .map_err(|e| format!("`one_of` value {json}: {e}"))?;
+                out.push(parsed.to_json());
+            }
+            Some(out)
+        }
+    };
+    Ok(Field {
+        name: fd.name.clone(),
+        value_type,
+        constraints: Constraints {
+            min: fd.min,
+            max: fd.max,
+            not_null: fd.not_null,
+            one_of,
+            dim: fd.dim,
+        },
+        description: fd.description.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::serialize::parse;
+    use super::*;
+
+    const GOOD: &str = r#"
+entities:
+  - name: user
+    join_keys: [user_id]
+sources:
+  - name: users
+    path: data/users.parquet
+    timestamp_field: updated_at
+feature_views:
+  - name: user_profile
+    entities: [user]
+    source: users
+    ttl: 30d
+    fields:
+      - {name: age, type: int32, min: 0, max: 130}
+      - {name: country, type: string, one_of: [US, DE]}
+      - {name: embedding, type: "list<float32>", dim: 16}
+feature_services:
+  - name: basics
+    features: ["user_profile:age", "user_profile:country"]
+  - name: everything
+    features: [user_profile]
+"#;
+
+    fn build(text: &str) -> Result<Definitions, CoreError> {
+        let file = parse(text).map_err(|e| CoreError::Definition {
+            file: "t.yaml".into(),
+            message: e,
+        })?;
+        Definitions::build_and_validate(&[("t.yaml".to_string(), file)])
+    }
+
+    #[test]
+    fn builds_valid_definitions() {
+        let d = build(GOOD).unwrap();
+        let v = &d.feature_views["user_profile"];
+        assert_eq!(v.join_keys[0].name, "user_id");
+        assert_eq!(v.ttl, Some(std::time::Duration::from_secs(30 * 86400)));
+        assert_eq!(d.feature_services["basics"].features.len(), 2);
+        assert_eq!(d.feature_services["everything"].features.len(), 3);
+        assert_eq!(v.fields[2].constraints.dim, Some(16));
+    }
+
+    #[test]
+    fn reports_every_problem_with_file_object_and_field() {
+        let bad = GOOD
+            .replace("ttl: 30d", "ttl: 30")
+            .replace("source: users\n    ttl", "source: userz\n    ttl")
+            .replace("type: int32", "type: int33")
+            .replace("user_profile:country", "user_profile:nation");
+        let err = build(&bad).unwrap_err().to_string();
+        for expected in [
+            "t.yaml: feature view `user_profile`: field `ttl`: duration `30` has no unit",
+            "feature view `user_profile`: field `source`: unknown source `userz`",
+            "feature view `user_profile`: field `age`: field `type`: unknown type `int33`",
+            "feature service `basics`: field `features`: feature view `user_profile` has no feature `nation`",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = build(&GOOD.replace("ttl: 30d", "tll: 30d")).unwrap_err().to_string();
+        assert!(err.contains("unknown field `tll`"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_tracks_schema_only() {
+        let a = build(GOOD).unwrap().feature_views["user_profile"].clone();
+        let b = build(&GOOD.replace("ttl: 30d", "ttl: 7d")).unwrap().feature_views["user_profile"].clone();
+        let c = build(&GOOD.replace("type: int32", "type: int64")).unwrap().feature_views["user_profile"].clone();
+        assert_eq!(a.schema_fingerprint(), b.schema_fingerprint());
+        assert_ne!(a.schema_fingerprint(), c.schema_fingerprint());
+    }
+
+    #[test]
+    fn rejects_bad_constraints() {
+        let err = build(&GOOD.replace("one_of: [US, DE]", "one_of: [US, DE], dim: 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `country`: `dim` applies to lists"), "{err}");
+        let err = build(&GOOD.replace("min: 0, max: 130", "min: 10, max: 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`min` 10 is greater than `max` 1"), "{err}");
+    }
+}
