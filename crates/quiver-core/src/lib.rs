@@ -8,6 +8,7 @@
 //!   feature views, feature services) and the constraint checks rows must pass.
 //! - [`record`]: the online record format (header byte, ordered timestamps, MessagePack or JSON
 //!   payload, zstd over a threshold) shared by every online store.
+//! - [`status`]: serving statuses (PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE).
 //! - [`duration`]: `30d`-style durations used in definitions and configuration.
 
 pub mod definitions;
@@ -15,6 +16,7 @@ pub mod duration;
 pub mod entity_key;
 pub mod error;
 pub mod record;
+pub mod status;
 pub mod value;
 
 pub use definitions::{
@@ -24,4 +26,5 @@ pub use definitions::{
 pub use entity_key::{EntityKey, KeyValue};
 pub use error::{CoreError, Result};
 pub use record::{Codec, Record, RecordCodec};
+pub use status::FeatureStatus;
 pub use value::{ScalarType, Value, ValueType};

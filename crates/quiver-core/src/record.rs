@@ -133,7 +133,8 @@ impl RecordCodec {
         let payload = match self.codec {
             Codec::MessagePack => msgpack::encode(&record.values),
             Codec::Json => {
-                let arr: Vec<serde_json::Value> = record.values.iter().map(Value::to_json).collect();
+                let arr: Vec<serde_json::Value> =
+                    record.values.iter().map(Value::to_json).collect();
                 serde_json::to_vec(&arr).map_err(|e| CoreError::Encode(e.to_string()))?
             }
         };

@@ -189,7 +189,9 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     {
         naive.and_utc()
     } else if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+        date.and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
     } else {
         return Err(format!(
             "invalid timestamp `{text}`; expected RFC 3339 like `2026-01-31T12:00:00Z`"
@@ -295,11 +297,9 @@ impl Value {
             Value::BoolList(v) => J::Array(v.iter().map(|x| J::Bool(*x)).collect()),
             Value::StringList(v) => J::Array(v.iter().map(|x| J::String(x.clone())).collect()),
             Value::BytesList(v) => J::Array(v.iter().map(|x| b64(x)).collect()),
-            Value::TimestampList(v) => J::Array(
-                v.iter()
-                    .map(|x| J::String(format_timestamp(*x)))
-                    .collect(),
-            ),
+            Value::TimestampList(v) => {
+                J::Array(v.iter().map(|x| J::String(format_timestamp(*x))).collect())
+            }
             Value::DecimalList(v) => J::Array(v.iter().map(|x| J::String(x.to_string())).collect()),
         }
     }
@@ -315,7 +315,11 @@ impl Value {
             ValueType::Scalar(s) => scalar_from_json(json, s),
             ValueType::List(s) => {
                 let J::Array(items) = json else {
-                    return Err(format!("expected a list of {}, got {}", s.name(), kind(json)));
+                    return Err(format!(
+                        "expected a list of {}, got {}",
+                        s.name(),
+                        kind(json)
+                    ));
                 };
                 let parsed = items
                     .iter()
@@ -493,7 +497,10 @@ mod tests {
             (Value::String("é".into()), "string"),
             (Value::Bytes(vec![0, 255, 3]), "bytes"),
             (Value::Timestamp(1_700_000_000_123_456_789), "timestamp"),
-            (Value::Decimal("12345.678901234567890".parse().unwrap()), "decimal"),
+            (
+                Value::Decimal("12345.678901234567890".parse().unwrap()),
+                "decimal",
+            ),
             (Value::Float32List(vec![1.5, -0.25]), "list<float32>"),
             (Value::StringList(vec!["a".into()]), "list<string>"),
             (Value::TimestampList(vec![0, -1]), "list<timestamp>"),

@@ -1,1 +1,118 @@
-//! placeholder
+//! Online stores: where the latest feature values live for low-latency serving.
+//!
+//! Layout:
+//! - [`OnlineStoreRead`] / [`OnlineStoreWrite`]: the two traits (the server needs only reads).
+//! - [`ViewTable`]: which records a call addresses (project, view, version, schema, TTL).
+//! - [`memory`]: the reference implementation and test double.
+//! - [`embedded`]: the default, a single redb file; no server.
+//! - [`redis`]: Redis, one multiplexed connection per process.
+//! - [`config`]: the `online_store:` block of `quiver.yaml` and [`open`], which builds a store from it.
+//!
+//! Every backend stores the same bytes: [`quiver_core::record`]'s format under the key
+//! [`ViewTable::key`]. Semantics every backend guarantees (checked by the conformance suite in
+//! `tests/conformance.rs`):
+//! - `read` returns one entry per requested key, in request order; `None` is a miss (never written,
+//!   or expired).
+//! - A write replaces a stored record only if its (event time, created time) is not older.
+//! - A record expires `ttl` after it was written (Redis `PEXPIRE`); serving reports a record whose
+//!   *event time* is older than `ttl` as OUTSIDE_MAX_AGE (that check is the caller's, via
+//!   [`quiver_core::status`]).
+//! - Records decode whatever codec wrote them; the store's codec only decides how it writes.
+
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use quiver_core::{EntityKey, Record, ValueType};
+
+pub use config::{OnlineStoreConfig, open};
+pub use error::{OnlineError, Result};
+
+/// The records of one feature view version.
+#[derive(Clone, Debug)]
+pub struct ViewTable {
+    pub project: String,
+    pub view: String,
+    pub version: u32,
+    /// Field types in schema order: how to decode a record's values.
+    pub types: Arc<[ValueType]>,
+    /// Effective TTL: the view's, else the store default. `None`: never expires.
+    pub ttl: Option<Duration>,
+}
+
+impl ViewTable {
+    /// `{prefix}:{project}:{view}:v{version}:`, e.g. `quiver:shop:user_profile:v1:`.
+    pub fn key_prefix(&self, prefix: &str) -> String {
+        format!("{prefix}:{}:{}:v{}:", self.project, self.view, self.version)
+    }
+
+    /// The full storage key of one entity.
+    pub fn key(&self, prefix: &str, key: &EntityKey) -> String {
+        let mut k = self.key_prefix(prefix);
+        k.push_str(&key.storage_suffix());
+        k
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Records stored.
+    pub written: usize,
+    /// Records not stored because the stored one is newer.
+    pub skipped_older: usize,
+}
+
+impl std::ops::AddAssign for WriteSummary {
+    fn add_assign(&mut self, other: Self) {
+        self.written += other.written;
+        self.skipped_older += other.skipped_older;
+    }
+}
+
+/// Reading side of an online store.
+#[async_trait]
+pub trait OnlineStoreRead: Send + Sync {
+    /// Reads the records of `keys` in one round trip where the backend allows. The result has one
+    /// entry per key, in order; `None` is a miss.
+    async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>>;
+
+    /// Round-trip latency to the backend, for `/health`.
+    async fn ping(&self) -> Result<Duration>;
+
+    /// Short backend name (`memory`, `embedded`, `redis`) for logs and `/health`.
+    fn kind(&self) -> &'static str;
+}
+
+/// Writing side of an online store.
+#[async_trait]
+pub trait OnlineStoreWrite: Send + Sync {
+    /// Writes records; each replaces the stored one only if it is not older ("newer wins"),
+    /// and expires `table.ttl` after this write. Either every record is durable (or skipped as
+    /// older) when this returns `Ok`, or an error is returned.
+    async fn write(&self, table: &ViewTable, rows: &[(EntityKey, Record)]) -> Result<WriteSummary>;
+
+    /// Deletes every record of a view version. Optional.
+    async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
+        let _ = table;
+        Err(OnlineError::Unsupported("delete_table"))
+    }
+}
+
+/// A store that can both read and write.
+pub trait OnlineStore: OnlineStoreRead + OnlineStoreWrite {}
+impl<T: OnlineStoreRead + OnlineStoreWrite> OnlineStore for T {}
+
+/// Now, in ns since the epoch (the clock TTL checks use).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

@@ -1,1 +1,1 @@
-//! placeholder
+//! Test fixtures. Being implemented.

@@ -101,21 +101,37 @@ mod tests {
             ..Default::default()
         };
         assert!(c.check(&Value::Int32(30)).is_ok());
-        assert!(c.check(&Value::Int32(-1)).unwrap_err().contains("below `min` 0"));
-        assert!(c.check(&Value::Int32(131)).unwrap_err().contains("above `max`"));
+        assert!(
+            c.check(&Value::Int32(-1))
+                .unwrap_err()
+                .contains("below `min` 0")
+        );
+        assert!(
+            c.check(&Value::Int32(131))
+                .unwrap_err()
+                .contains("above `max`")
+        );
         assert!(c.check(&Value::Null).unwrap_err().contains("not_null"));
         let c = Constraints {
             one_of: Some(vec![json!("US"), json!("DE")]),
             ..Default::default()
         };
         assert!(c.check(&Value::String("DE".into())).is_ok());
-        assert!(c.check(&Value::String("FR".into())).unwrap_err().contains("not one of"));
+        assert!(
+            c.check(&Value::String("FR".into()))
+                .unwrap_err()
+                .contains("not one of")
+        );
         assert!(c.check(&Value::Null).is_ok());
         let c = Constraints {
             dim: Some(3),
             ..Default::default()
         };
         assert!(c.check(&Value::Float32List(vec![1.0; 3])).is_ok());
-        assert!(c.check(&Value::Float32List(vec![1.0; 2])).unwrap_err().contains("2 elements"));
+        assert!(
+            c.check(&Value::Float32List(vec![1.0; 2]))
+                .unwrap_err()
+                .contains("2 elements")
+        );
     }
 }

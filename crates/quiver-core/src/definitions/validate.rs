@@ -61,7 +61,9 @@ fn unique(
 
 impl Definitions {
     /// Builds validated definitions from `(file name, parsed file)` pairs.
-    pub fn build_and_validate(files: &[(String, DefinitionsFile)]) -> Result<Definitions, CoreError> {
+    pub fn build_and_validate(
+        files: &[(String, DefinitionsFile)],
+    ) -> Result<Definitions, CoreError> {
         let mut ctx = Ctx { errors: Vec::new() };
         let mut defs = Definitions::default();
         let mut origin: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
@@ -70,7 +72,13 @@ impl Definitions {
             for e in &f.entities {
                 let what = format!("entity `{}`", e.name);
                 ctx.name(file, "entity", &e.name);
-                if !unique(&mut ctx, origin.entry("entity").or_default(), file, "entity", &e.name) {
+                if !unique(
+                    &mut ctx,
+                    origin.entry("entity").or_default(),
+                    file,
+                    "entity",
+                    &e.name,
+                ) {
                     continue;
                 }
                 let key_type = match e.key_type.as_deref().unwrap_or("int64") {
@@ -109,7 +117,13 @@ impl Definitions {
             for s in &f.sources {
                 let what = format!("source `{}`", s.name);
                 ctx.name(file, "source", &s.name);
-                if !unique(&mut ctx, origin.entry("source").or_default(), file, "source", &s.name) {
+                if !unique(
+                    &mut ctx,
+                    origin.entry("source").or_default(),
+                    file,
+                    "source",
+                    &s.name,
+                ) {
                     continue;
                 }
                 let kind = s.kind.clone().unwrap_or_else(|| {
@@ -154,7 +168,13 @@ impl Definitions {
             for v in &f.feature_views {
                 let what = format!("feature view `{}`", v.name);
                 ctx.name(file, "feature view", &v.name);
-                if !unique(&mut ctx, origin.entry("view").or_default(), file, "feature view", &v.name) {
+                if !unique(
+                    &mut ctx,
+                    origin.entry("view").or_default(),
+                    file,
+                    "feature view",
+                    &v.name,
+                ) {
                     continue;
                 }
                 let mut join_keys: Vec<JoinKey> = Vec::new();
@@ -166,7 +186,10 @@ impl Definitions {
                         Some(entity) => join_keys.extend(entity.join_keys.iter().cloned()),
                         None => ctx.err(
                             file,
-                            format!("{what}: field `entities`: unknown entity `{e}`{}", known(defs.entities.keys())),
+                            format!(
+                                "{what}: field `entities`: unknown entity `{e}`{}",
+                                known(defs.entities.keys())
+                            ),
                         ),
                     }
                 }
@@ -174,7 +197,11 @@ impl Definitions {
                 if source.is_none() {
                     ctx.err(
                         file,
-                        format!("{what}: field `source`: unknown source `{}`{}", v.source, known(defs.sources.keys())),
+                        format!(
+                            "{what}: field `source`: unknown source `{}`{}",
+                            v.source,
+                            known(defs.sources.keys())
+                        ),
                     );
                 }
                 let ttl = match v.ttl.as_deref().map(crate::duration::parse).transpose() {
@@ -229,7 +256,13 @@ impl Definitions {
             for s in &f.feature_services {
                 let what = format!("feature service `{}`", s.name);
                 ctx.name(file, "feature service", &s.name);
-                if !unique(&mut ctx, origin.entry("service").or_default(), file, "feature service", &s.name) {
+                if !unique(
+                    &mut ctx,
+                    origin.entry("service").or_default(),
+                    file,
+                    "feature service",
+                    &s.name,
+                ) {
                     continue;
                 }
                 let mut features = Vec::new();
@@ -401,15 +434,23 @@ feature_services:
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = build(&GOOD.replace("ttl: 30d", "tll: 30d")).unwrap_err().to_string();
+        let err = build(&GOOD.replace("ttl: 30d", "tll: 30d"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `tll`"), "{err}");
     }
 
     #[test]
     fn fingerprint_tracks_schema_only() {
         let a = build(GOOD).unwrap().feature_views["user_profile"].clone();
-        let b = build(&GOOD.replace("ttl: 30d", "ttl: 7d")).unwrap().feature_views["user_profile"].clone();
-        let c = build(&GOOD.replace("type: int32", "type: int64")).unwrap().feature_views["user_profile"].clone();
+        let b = build(&GOOD.replace("ttl: 30d", "ttl: 7d"))
+            .unwrap()
+            .feature_views["user_profile"]
+            .clone();
+        let c = build(&GOOD.replace("type: int32", "type: int64"))
+            .unwrap()
+            .feature_views["user_profile"]
+            .clone();
         assert_eq!(a.schema_fingerprint(), b.schema_fingerprint());
         assert_ne!(a.schema_fingerprint(), c.schema_fingerprint());
     }
@@ -419,7 +460,10 @@ feature_services:
         let err = build(&GOOD.replace("one_of: [US, DE]", "one_of: [US, DE], dim: 3"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("field `country`: `dim` applies to lists"), "{err}");
+        assert!(
+            err.contains("field `country`: `dim` applies to lists"),
+            "{err}"
+        );
         let err = build(&GOOD.replace("min: 0, max: 130", "min: 10, max: 1"))
             .unwrap_err()
             .to_string();

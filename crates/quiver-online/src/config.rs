@@ -1,0 +1,235 @@
+//! The `online_store:` block of `quiver.yaml`, tagged on `type`:
+//!
+//! ```yaml
+//! online_store:
+//!   type: embedded            # embedded (default) | redis | memory
+//!   path: .quiver/online.redb # embedded: the database file, relative to the project
+//!   codec: msgpack            # msgpack (default) | json: how records are written
+//!   compression_threshold: 1024  # zstd-compress payloads larger than this (bytes)
+//!   default_ttl: 30d          # for views without `ttl`; absent: never expire
+//! ```
+//!
+//! Redis: `url` (`redis://[user:password@]host:port/db`, `rediss://` for TLS), `connect_timeout`
+//! (default `1s`), `command_timeout` (default `500ms`), `key_prefix` (default `quiver`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_core::{Codec, RecordCodec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OnlineError, Result};
+use crate::{OnlineStore, embedded, memory, redis};
+
+fn default_threshold() -> usize {
+    1024
+}
+
+fn default_embedded_path() -> String {
+    ".quiver/online.redb".to_string()
+}
+
+fn default_connect_timeout() -> String {
+    "1s".to_string()
+}
+
+fn default_command_timeout() -> String {
+    "500ms".to_string()
+}
+
+fn default_prefix() -> String {
+    "quiver".to_string()
+}
+
+/// Settings every backend shares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    #[serde(default = "default_embedded_path")]
+    pub path: String,
+    #[serde(default)]
+    pub codec: Codec,
+    #[serde(default = "default_threshold")]
+    pub compression_threshold: usize,
+    #[serde(default)]
+    pub default_ttl: Option<String>,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            path: default_embedded_path(),
+            codec: Codec::default(),
+            compression_threshold: default_threshold(),
+            default_ttl: None,
+        }
+    }
+}
+
+/// Redis (single node).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: String,
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    #[serde(default)]
+    pub codec: Codec,
+    #[serde(default = "default_threshold")]
+    pub compression_threshold: usize,
+    #[serde(default)]
+    pub default_ttl: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("key_prefix", &self.key_prefix)
+            .field("codec", &self.codec)
+            .field("compression_threshold", &self.compression_threshold)
+            .field("default_ttl", &self.default_ttl)
+            .finish()
+    }
+}
+
+/// In-process memory (tests, and embedding Quiver where nothing must persist).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    #[serde(default)]
+    pub codec: Codec,
+    #[serde(default = "default_threshold")]
+    pub compression_threshold: usize,
+    #[serde(default)]
+    pub default_ttl: Option<String>,
+}
+
+/// Which online store to use, and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OnlineStoreConfig {
+    Embedded(EmbeddedConfig),
+    Redis(RedisConfig),
+    Memory(MemoryConfig),
+}
+
+impl Default for OnlineStoreConfig {
+    fn default() -> Self {
+        OnlineStoreConfig::Embedded(EmbeddedConfig::default())
+    }
+}
+
+/// Replaces the password in a URL with `***` for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            if creds.contains(':') {
+                format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+            } else {
+                url.to_string()
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn parse_duration(field: &str, text: &str) -> Result<Duration> {
+    quiver_core::duration::parse(text)
+        .map_err(|e| OnlineError::Config(format!("field `{field}`: {e}")))
+}
+
+impl OnlineStoreConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OnlineStoreConfig::Embedded(_) => "embedded",
+            OnlineStoreConfig::Redis(_) => "redis",
+            OnlineStoreConfig::Memory(_) => "memory",
+        }
+    }
+
+    /// The writer settings for records.
+    pub fn record_codec(&self) -> RecordCodec {
+        let (codec, compression_threshold) = match self {
+            OnlineStoreConfig::Embedded(c) => (c.codec, c.compression_threshold),
+            OnlineStoreConfig::Redis(c) => (c.codec, c.compression_threshold),
+            OnlineStoreConfig::Memory(c) => (c.codec, c.compression_threshold),
+        };
+        RecordCodec {
+            codec,
+            compression_threshold,
+            ..RecordCodec::default()
+        }
+    }
+
+    /// TTL for views that set none.
+    pub fn default_ttl(&self) -> Result<Option<Duration>> {
+        let text = match self {
+            OnlineStoreConfig::Embedded(c) => &c.default_ttl,
+            OnlineStoreConfig::Redis(c) => &c.default_ttl,
+            OnlineStoreConfig::Memory(c) => &c.default_ttl,
+        };
+        text.as_deref()
+            .map(|t| parse_duration("online_store.default_ttl", t))
+            .transpose()
+    }
+
+    /// A one-line description with secrets redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            OnlineStoreConfig::Embedded(c) => format!("embedded ({})", c.path),
+            OnlineStoreConfig::Redis(c) => format!("redis ({})", redact_url(&c.url)),
+            OnlineStoreConfig::Memory(_) => "memory".to_string(),
+        }
+    }
+}
+
+/// Opens the configured store. Relative paths resolve from `base_dir` (the project directory).
+pub async fn open(config: &OnlineStoreConfig, base_dir: &Path) -> Result<Arc<dyn OnlineStore>> {
+    config.default_ttl()?;
+    Ok(match config {
+        OnlineStoreConfig::Embedded(c) => {
+            Arc::new(embedded::EmbeddedStore::open(c, base_dir).await?)
+        }
+        OnlineStoreConfig::Redis(c) => Arc::new(redis::RedisStore::connect(c).await?),
+        OnlineStoreConfig::Memory(_) => Arc::new(memory::MemoryStore::new(config.record_codec())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("redis://app:s3cret@127.0.0.1:6379/2"),
+            "redis://app:***@127.0.0.1:6379/2"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        let cfg: OnlineStoreConfig =
+            serde_json::from_str(r#"{"type":"redis","url":"redis://u:pw@127.0.0.1/0"}"#).unwrap();
+        assert!(!format!("{cfg:?}").contains("pw"));
+    }
+
+    #[test]
+    fn defaults_to_embedded() {
+        let cfg: OnlineStoreConfig = serde_json::from_str(r#"{"type":"embedded"}"#).unwrap();
+        assert_eq!(cfg, OnlineStoreConfig::default());
+        assert!(
+            serde_json::from_str::<OnlineStoreConfig>(r#"{"type":"embedded","pth":"x"}"#).is_err()
+        );
+    }
+}
