@@ -1,1 +1,76 @@
-fn main() {}
+//! The `quiver` command line. Thin: parse arguments, set up logging, call the library.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Quiver: a feature store. Definitions in YAML, training data offline, the same features online.
+#[derive(Parser)]
+#[command(name = "quiver", version, about)]
+struct Cli {
+    /// Project directory (holding quiver.yaml).
+    #[arg(
+        long,
+        short = 'p',
+        global = true,
+        default_value = ".",
+        env = "QUIVER_PROJECT"
+    )]
+    project: PathBuf,
+    /// Log level filter (e.g. `info`, `quiver=debug`); also RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a runnable example project with sample data into DIR.
+    Init(commands::init::Args),
+    /// Validate definitions and record them in the registry.
+    Apply(commands::apply::Args),
+    /// Load the latest row per entity from each view's source into the online store.
+    Materialize(commands::materialize::Args),
+    /// Print online feature values for entities.
+    Get(commands::get::Args),
+    /// Run the HTTP feature server.
+    Serve(commands::serve::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => commands::init::run(args),
+            Command::Apply(args) => commands::apply::run(&cli.project, args).await,
+            Command::Materialize(args) => commands::materialize::run(&cli.project, args).await,
+            Command::Get(args) => commands::get::run(&cli.project, args).await,
+            Command::Serve(args) => commands::serve::run(&cli.project, args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -10,14 +10,18 @@ fn cases() -> Vec<(&'static str, Record, Vec<ValueType>)> {
     let floats = Record {
         event_ts: 1_763_000_000_000_000_000,
         created_ts: None,
-        values: (0..50).map(|i| Value::Float32(i as f32 * 0.37 + 0.001)).collect(),
+        values: (0..50)
+            .map(|i| Value::Float32(i as f32 * 0.37 + 0.001))
+            .collect(),
     };
     let float_types = vec!["float32".parse().unwrap(); 50];
     let vector = Record {
         event_ts: 1_763_000_000_000_000_000,
         created_ts: None,
         values: vec![Value::Float32List(
-            (0..384).map(|i| ((i * 7919) % 1000) as f32 / 997.0 - 0.5).collect(),
+            (0..384)
+                .map(|i| ((i * 7919) % 1000) as f32 / 997.0 - 0.5)
+                .collect(),
         )],
     };
     let vector_types = vec!["list<float32>".parse().unwrap()];

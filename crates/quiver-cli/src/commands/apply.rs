@@ -1,0 +1,23 @@
+//! `quiver apply`.
+
+use std::path::Path;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub async fn run(project: &Path, _args: Args) -> anyhow::Result<()> {
+    let mut store = quiver::FeatureStore::open(project).await?;
+    let report = store.apply().await?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.changes.is_empty() {
+        println!("No changes; registry at serial {}.", report.serial);
+    } else {
+        println!("Applied (registry serial {}):", report.serial);
+        for c in &report.changes {
+            println!("  {c}");
+        }
+    }
+    Ok(())
+}

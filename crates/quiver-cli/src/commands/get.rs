@@ -1,0 +1,104 @@
+//! `quiver get view:feature ... --entity user_id=42`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use quiver::{FeatureSelection, OnlineRequest};
+use quiver_core::{KeyValue, ScalarType};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Features as `view:feature`.
+    features: Vec<String>,
+    /// A feature service instead of a feature list.
+    #[arg(long, conflicts_with = "features")]
+    service: Option<String>,
+    /// Entity row as `key=value` (repeat for more rows; `a=1,b=x` for composite keys).
+    #[arg(long = "entity", short = 'e', required = true)]
+    entities: Vec<String>,
+    /// Print Feast's JSON response shape.
+    #[arg(long)]
+    json: bool,
+    /// Name features `view__feature`.
+    #[arg(long)]
+    full_feature_names: bool,
+}
+
+pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+    let store = quiver::FeatureStore::open(project).await?;
+    let features = match (args.service, args.features.is_empty()) {
+        (Some(s), _) => FeatureSelection::Service(s),
+        (None, false) => FeatureSelection::Features(args.features),
+        (None, true) => {
+            bail!("name features as `view:feature`, or a feature service with `--service`")
+        }
+    };
+    let mut columns: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for (row, text) in args.entities.iter().enumerate() {
+        for pair in text.split(',') {
+            let (key, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--entity `{pair}` is not `key=value`"))?;
+            let ty = store.join_key_type(key).unwrap_or(ScalarType::String);
+            let parsed = KeyValue::parse(value, ty)
+                .map_err(|e| anyhow::anyhow!("--entity `{pair}`: {e}"))?
+                .to_json();
+            match columns.iter_mut().find(|(k, _)| k == key) {
+                Some((_, vals)) => vals.push(parsed),
+                None if row == 0 => columns.push((key.to_string(), vec![parsed])),
+                None => bail!("--entity `{text}` has key `{key}` that the first row does not"),
+            }
+        }
+    }
+    let request = OnlineRequest {
+        features,
+        entities: columns,
+        full_feature_names: args.full_feature_names,
+    };
+    let response = store.get_online_features(&request).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&quiver_server::routes::feast::render(&response))?
+        );
+        return Ok(());
+    }
+    let keys = request.entities.len();
+    let width = response
+        .feature_names
+        .iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0);
+    for row in 0..response.rows() {
+        let id: Vec<String> = (0..keys)
+            .map(|k| {
+                format!(
+                    "{}={}",
+                    response.feature_names[k],
+                    response.columns[k].values[row].display_short()
+                )
+            })
+            .collect();
+        println!("{}", id.join(","));
+        for (name, col) in response
+            .feature_names
+            .iter()
+            .zip(&response.columns)
+            .skip(keys)
+        {
+            let ts = col.event_timestamps[row];
+            println!(
+                "  {name:<width$}  {:<16}  {:<15}  {}",
+                col.values[row].display_short(),
+                col.statuses[row].as_str(),
+                if ts == 0 {
+                    "-".to_string()
+                } else {
+                    quiver_core::value::format_timestamp(ts)
+                }
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! `quiver materialize`, with a progress bar per view.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use quiver::{MaterializeOptions, Progress, ViewReport};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Views to materialize (comma-separated or repeated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    views: Vec<String>,
+    /// Only rows with event time at or after this (RFC 3339, UTC if no offset).
+    #[arg(long)]
+    start: Option<String>,
+    /// Only rows with event time before this (default: now).
+    #[arg(long)]
+    end: Option<String>,
+    /// Fail on the first row that violates a constraint.
+    #[arg(long)]
+    strict: bool,
+}
+
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn view_started(&self, view: &str, entities: u64) {
+        let bar = ProgressBar::new(entities);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>16} [{bar:30}] {pos}/{len} entities {per_sec} {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(view.to_string());
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+
+    fn advanced(&self, rows: u64) {
+        if let Some(bar) = &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            bar.inc(rows);
+        }
+    }
+
+    fn view_finished(&self, _report: &ViewReport) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish();
+        }
+    }
+}
+
+pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+    let store = quiver::FeatureStore::open(project).await?;
+    let options = MaterializeOptions {
+        views: args.views,
+        start: args.start.as_deref().map(super::parse_time).transpose()?,
+        end: args.end.as_deref().map(super::parse_time).transpose()?,
+        strict: args.strict.then_some(true),
+    };
+    let bars = Bars {
+        bar: Mutex::new(None),
+    };
+    let report = store.materialize(&options, &bars).await?;
+    for v in &report.views {
+        println!(
+            "{} v{}: {} rows scanned, {} in window, {} entities, {} written, {} kept newer online, {} rejected ({:.2}s)",
+            v.view,
+            v.version,
+            v.rows_scanned,
+            v.rows_in_window,
+            v.entities,
+            v.written,
+            v.skipped_older,
+            v.rejected,
+            v.seconds
+        );
+        for r in &v.rejections {
+            println!("  rejected: {r}");
+        }
+        if v.rejected as usize > v.rejections.len() {
+            println!(
+                "  ... and {} more",
+                v.rejected as usize - v.rejections.len()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! `quiver apply`: validate definitions, check sources, record them in the registry.
+
+use quiver_core::{Definitions, FeatureView};
+
+use crate::definitions::load_definitions;
+use crate::error::{Error, Result};
+use crate::registry::{Change, Registry};
+use crate::store::FeatureStore;
+
+/// What `apply` did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// Changes recorded (empty: definitions unchanged, registry untouched).
+    pub changes: Vec<Change>,
+    /// Registry serial after the apply.
+    pub serial: u64,
+    /// Non-fatal findings (e.g. a source file that does not exist yet).
+    pub warnings: Vec<String>,
+    /// The applied view versions.
+    pub versions: Vec<(String, u32)>,
+}
+
+impl FeatureStore {
+    /// Loads `features/*.yaml`, validates them and their sources, and records them.
+    pub async fn apply(&mut self) -> Result<ApplyReport> {
+        let dir = self.project().resolve(&self.project().config.features);
+        let defs = load_definitions(&dir)?;
+        self.apply_definitions(defs).await
+    }
+
+    /// Records already-built definitions (library users who build them in code).
+    pub async fn apply_definitions(&mut self, defs: Definitions) -> Result<ApplyReport> {
+        let warnings = self.check_sources(&defs).await?;
+        let path = self.registry_path();
+        let current =
+            Registry::load(&path)?.unwrap_or_else(|| Registry::empty(self.project_name()));
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (next, changes) = current.apply(&defs, &now);
+        if !changes.is_empty() || !path.exists() {
+            next.save(&path)?;
+        }
+        let versions = next
+            .feature_views
+            .iter()
+            .map(|(k, v)| (k.clone(), v.version))
+            .collect();
+        let serial = next.serial;
+        self.set_registry(Some(next))?;
+        Ok(ApplyReport {
+            changes,
+            serial,
+            warnings,
+            versions,
+        })
+    }
+
+    /// Checks that each view's source has the columns it needs with convertible types. A source
+    /// file that does not exist yet is a warning: data may be produced after definitions.
+    async fn check_sources(&self, defs: &Definitions) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        for view in defs.feature_views.values() {
+            let source = &defs.sources[&view.source];
+            let path = self.project().resolve(&source.path);
+            if !path.exists() {
+                warnings.push(format!(
+                    "source `{}`: file `{}` does not exist yet (feature view `{}` cannot be materialized until it does)",
+                    source.name,
+                    path.display(),
+                    view.name
+                ));
+                continue;
+            }
+            let view: FeatureView = view.clone();
+            let source = source.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                quiver_offline::check_source(&quiver_offline::ReadRequest {
+                    path: &path,
+                    source: &source,
+                    join_keys: &view.join_keys,
+                    fields: &view.fields,
+                    start: None,
+                    end: None,
+                })
+                .map_err(|e| format!("feature view `{}`: {e}", view.name))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("source check task failed: {e}")))?;
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(quiver_core::CoreError::Definitions(errors).into())
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! `quiver.yaml`, the project configuration.
+//!
+//! Precedence: defaults, then the file, then `QUIVER__SECTION__KEY` environment variables
+//! (`QUIVER__ONLINE_STORE__URL=redis://127.0.0.1:6379/0`). Setting `QUIVER__ONLINE_STORE__TYPE`
+//! (or `__OFFLINE_STORE__TYPE`) to a different backend replaces that whole block, since the other
+//! backend's keys would not apply. Values are parsed as YAML scalars, so `8080` is a number.
+//! Relative paths resolve from the directory holding `quiver.yaml`.
+
+use std::path::{Path, PathBuf};
+
+use quiver_online::OnlineStoreConfig;
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::Value as Yaml;
+
+use crate::error::{Error, Result};
+
+/// The configuration file's name in a project directory.
+pub const CONFIG_FILE: &str = "quiver.yaml";
+
+fn default_registry() -> String {
+    ".quiver/registry.json".to_string()
+}
+
+fn default_features_dir() -> String {
+    "features".to_string()
+}
+
+/// The offline store block (`type: parquet` for now).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OfflineStoreConfig {
+    Parquet {
+        #[serde(default = "default_offline_path")]
+        path: String,
+    },
+}
+
+fn default_offline_path() -> String {
+    ".quiver/offline".to_string()
+}
+
+impl Default for OfflineStoreConfig {
+    fn default() -> Self {
+        OfflineStoreConfig::Parquet {
+            path: default_offline_path(),
+        }
+    }
+}
+
+/// The `server:` block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Most entity rows one `/get-online-features` request may ask for.
+    #[serde(default = "default_max_entities")]
+    pub max_entities: usize,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_string()
+}
+fn default_port() -> u16 {
+    6566
+}
+fn default_max_entities() -> usize {
+    10_000
+}
+fn default_max_body() -> usize {
+    8 << 20
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: default_host(),
+            port: default_port(),
+            max_entities: default_max_entities(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+/// The `materialize:` block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterializeConfig {
+    /// Records per online-store write call (one Redis pipeline).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Abort a view's materialization on the first row that violates a constraint.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn default_batch() -> usize {
+    2_000
+}
+
+impl Default for MaterializeConfig {
+    fn default() -> Self {
+        MaterializeConfig {
+            batch_size: default_batch(),
+            strict: false,
+        }
+    }
+}
+
+/// The whole project configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Project name; part of every online key (`quiver:{project}:...`).
+    pub project: String,
+    /// Registry file.
+    #[serde(default = "default_registry")]
+    pub registry: String,
+    /// Directory of `*.yaml` definition files.
+    #[serde(default = "default_features_dir")]
+    pub features: String,
+    #[serde(default)]
+    pub online_store: OnlineStoreConfig,
+    #[serde(default)]
+    pub offline_store: OfflineStoreConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub materialize: MaterializeConfig,
+}
+
+/// A loaded configuration and the directory its relative paths resolve from.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub config: ProjectConfig,
+}
+
+impl Project {
+    /// Loads `dir/quiver.yaml` with environment overrides from the process environment.
+    pub fn load(dir: &Path) -> Result<Project> {
+        Self::load_with_env(dir, std::env::vars())
+    }
+
+    /// Loads `dir/quiver.yaml` applying `QUIVER__*` overrides from `env`.
+    pub fn load_with_env(
+        dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Project> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Config(format!(
+                    "no `{CONFIG_FILE}` in `{}`; run `quiver init` or pass `--project DIR`",
+                    dir.display()
+                ))
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        let config = parse_config(&text, env)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    /// Resolves a configured path against the project directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// Parses configuration text and applies `QUIVER__*` overrides.
+pub fn parse_config(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<ProjectConfig, String> {
+    let mut doc: Yaml = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    if doc.is_null() {
+        doc = Yaml::Mapping(Default::default());
+    }
+    let mut overrides: Vec<(Vec<String>, String)> = env
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix("QUIVER__")?;
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            (!path.iter().any(|p| p.is_empty())).then_some((path, v))
+        })
+        .collect();
+    // `type` first, so a backend switch clears the block before its other keys are set.
+    overrides.sort_by_key(|(path, _)| path.last().map(|l| l != "type"));
+    for (path, value) in overrides {
+        apply_override(&mut doc, &path, &value)?;
+    }
+    let config: ProjectConfig = serde_yaml_ng::from_value(doc).map_err(|e| e.to_string())?;
+    validate_project_name(&config.project)?;
+    Ok(config)
+}
+
+fn validate_project_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "field `project`: `{name}` is invalid; use letters, digits, `_` and `-` (it is part of every online key)"
+        ))
+    }
+}
+
+fn apply_override(doc: &mut Yaml, path: &[String], value: &str) -> Result<(), String> {
+    let var = format!("QUIVER__{}", path.join("__").to_ascii_uppercase());
+    let parsed: Yaml = serde_yaml_ng::from_str(value).unwrap_or(Yaml::String(value.to_string()));
+    let mut node = doc;
+    for (i, key) in path.iter().enumerate() {
+        let map = node
+            .as_mapping_mut()
+            .ok_or_else(|| format!("{var}: `{}` is not a section", path[..i].join(".")))?;
+        let k = Yaml::String(key.clone());
+        if i == path.len() - 1 {
+            if key == "type" && map.get(&k) != Some(&parsed) {
+                map.clear();
+            }
+            map.insert(k, parsed);
+            return Ok(());
+        }
+        node = map
+            .entry(k)
+            .or_insert_with(|| Yaml::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "project: shop\nonline_store:\n  type: embedded\n  path: x.redb\n";
+
+    #[test]
+    fn defaults_then_file() {
+        let c = parse_config(BASE, []).unwrap();
+        assert_eq!(c.project, "shop");
+        assert_eq!(c.server.port, 6566);
+        assert_eq!(c.registry, ".quiver/registry.json");
+        assert_eq!(c.online_store.kind(), "embedded");
+    }
+
+    #[test]
+    fn env_overrides_and_backend_switch() {
+        let env = vec![
+            (
+                "QUIVER__ONLINE_STORE__URL".to_string(),
+                "redis://127.0.0.1:7000/1".to_string(),
+            ),
+            (
+                "QUIVER__ONLINE_STORE__TYPE".to_string(),
+                "redis".to_string(),
+            ),
+            ("QUIVER__SERVER__PORT".to_string(), "8080".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = parse_config(BASE, env).unwrap();
+        assert_eq!(c.server.port, 8080);
+        match c.online_store {
+            OnlineStoreConfig::Redis(r) => assert_eq!(r.url, "redis://127.0.0.1:7000/1"),
+            other => panic!("expected redis, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse_config("project: shop\nserver:\n  prot: 1\n", []).unwrap_err();
+        assert!(err.contains("unknown field `prot`"), "{err}");
+        let err = parse_config("project: 'a b'\n", []).unwrap_err();
+        assert!(err.contains("field `project`"), "{err}");
+    }
+}

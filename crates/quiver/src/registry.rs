@@ -1,0 +1,328 @@
+//! The registry: the applied definitions, each feature view with a version, and a history of
+//! applies. Stored as one JSON file (written to a temporary file and renamed, so a crash never
+//! leaves it half-written).
+//!
+//! Versioning: a view's version changes only when its schema fingerprint (join keys, field names
+//! and types in order) changes, because the online record layout depends on exactly that and the
+//! version is part of every online key. A view removed and later re-added with the same schema
+//! gets its old version back; with another schema, the next unused one.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use quiver_core::{Definitions, Entity, FeatureService, FeatureView, Source};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const FORMAT: u32 = 1;
+
+/// A feature view as registered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredView {
+    pub version: u32,
+    pub fingerprint: String,
+    pub definition: FeatureView,
+    pub updated_at: String,
+}
+
+/// The highest version a (possibly removed) view has had, and the fingerprints seen per version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionHistory {
+    pub max_version: u32,
+    pub fingerprints: BTreeMap<u32, String>,
+}
+
+/// One `quiver apply` that changed something.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyRecord {
+    pub serial: u64,
+    pub at: String,
+    pub changes: Vec<Change>,
+}
+
+/// What happened to one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub action: ChangeAction,
+    /// `entity`, `source`, `feature view` or `feature service`.
+    pub kind: String,
+    pub name: String,
+    /// For views: e.g. `v1 -> v2 (schema changed)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeAction {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = match self.action {
+            ChangeAction::Added => "+",
+            ChangeAction::Changed => "~",
+            ChangeAction::Removed => "-",
+        };
+        write!(f, "{sign} {} `{}`", self.kind, self.name)?;
+        if let Some(d) = &self.detail {
+            write!(f, " {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry file's content.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    pub format: u32,
+    pub project: String,
+    /// Increases by one on every apply that changes something.
+    pub serial: u64,
+    pub entities: BTreeMap<String, Entity>,
+    pub sources: BTreeMap<String, Source>,
+    pub feature_views: BTreeMap<String, RegisteredView>,
+    pub feature_services: BTreeMap<String, FeatureService>,
+    pub versions: BTreeMap<String, VersionHistory>,
+    pub history: Vec<ApplyRecord>,
+}
+
+impl Registry {
+    pub fn empty(project: &str) -> Registry {
+        Registry {
+            format: FORMAT,
+            project: project.to_string(),
+            ..Registry::default()
+        }
+    }
+
+    /// Loads the registry; `Ok(None)` when the file does not exist yet.
+    pub fn load(path: &Path) -> Result<Option<Registry>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let reg: Registry = serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!("registry `{}` is unreadable: {e}", path.display()))
+        })?;
+        if reg.format != FORMAT {
+            return Err(Error::Config(format!(
+                "registry `{}` has format {}, this Quiver reads format {FORMAT}",
+                path.display(),
+                reg.format
+            )));
+        }
+        Ok(Some(reg))
+    }
+
+    /// Writes the registry atomically (temporary file + rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Internal(format!("cannot serialize the registry: {e}")))?;
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Computes the registry that results from applying `defs`, and the changes. When nothing
+    /// changed, the returned registry equals `self` (same serial, no history entry).
+    pub fn apply(&self, defs: &Definitions, now: &str) -> (Registry, Vec<Change>) {
+        let mut next = self.clone();
+        let mut changes = Vec::new();
+        diff_map(&self.entities, &defs.entities, "entity", &mut changes);
+        diff_map(&self.sources, &defs.sources, "source", &mut changes);
+
+        next.feature_views.clear();
+        for (name, view) in &defs.feature_views {
+            let fingerprint = view.schema_fingerprint();
+            let history = next.versions.entry(name.clone()).or_default();
+            let version = match self.feature_views.get(name) {
+                Some(old) if old.fingerprint == fingerprint => old.version,
+                _ => history
+                    .fingerprints
+                    .iter()
+                    .rev()
+                    .find(|(_, f)| **f == fingerprint)
+                    .map(|(v, _)| *v)
+                    .unwrap_or(history.max_version + 1),
+            };
+            history.max_version = history.max_version.max(version);
+            history.fingerprints.insert(version, fingerprint.clone());
+            let registered = match self.feature_views.get(name) {
+                Some(old) if old.definition == *view && old.version == version => old.clone(),
+                Some(old) => {
+                    let detail = if old.version != version {
+                        format!(
+                            "v{} -> v{version} (schema changed; re-materialize)",
+                            old.version
+                        )
+                    } else {
+                        format!("v{version} (definition changed, schema unchanged)")
+                    };
+                    changes.push(Change {
+                        action: ChangeAction::Changed,
+                        kind: "feature view".into(),
+                        name: name.clone(),
+                        detail: Some(detail),
+                    });
+                    RegisteredView {
+                        version,
+                        fingerprint,
+                        definition: view.clone(),
+                        updated_at: now.to_string(),
+                    }
+                }
+                None => {
+                    changes.push(Change {
+                        action: ChangeAction::Added,
+                        kind: "feature view".into(),
+                        name: name.clone(),
+                        detail: Some(format!("v{version}")),
+                    });
+                    RegisteredView {
+                        version,
+                        fingerprint,
+                        definition: view.clone(),
+                        updated_at: now.to_string(),
+                    }
+                }
+            };
+            next.feature_views.insert(name.clone(), registered);
+        }
+        for (name, old) in &self.feature_views {
+            if !defs.feature_views.contains_key(name) {
+                changes.push(Change {
+                    action: ChangeAction::Removed,
+                    kind: "feature view".into(),
+                    name: name.clone(),
+                    detail: Some(format!("was v{}", old.version)),
+                });
+            }
+        }
+        diff_map(
+            &self.feature_services,
+            &defs.feature_services,
+            "feature service",
+            &mut changes,
+        );
+
+        if changes.is_empty() {
+            return (self.clone(), changes);
+        }
+        next.entities = defs.entities.clone();
+        next.sources = defs.sources.clone();
+        next.feature_services = defs.feature_services.clone();
+        next.serial += 1;
+        next.history.push(ApplyRecord {
+            serial: next.serial,
+            at: now.to_string(),
+            changes: changes.clone(),
+        });
+        (next, changes)
+    }
+
+    /// The registered definitions (what serving and materialization use).
+    pub fn definitions(&self) -> Definitions {
+        Definitions {
+            entities: self.entities.clone(),
+            sources: self.sources.clone(),
+            feature_views: self
+                .feature_views
+                .iter()
+                .map(|(k, v)| (k.clone(), v.definition.clone()))
+                .collect(),
+            feature_services: self.feature_services.clone(),
+        }
+    }
+}
+
+fn diff_map<T: PartialEq>(
+    old: &BTreeMap<String, T>,
+    new: &BTreeMap<String, T>,
+    kind: &str,
+    changes: &mut Vec<Change>,
+) {
+    for (name, value) in new {
+        let action = match old.get(name) {
+            None => ChangeAction::Added,
+            Some(o) if o != value => ChangeAction::Changed,
+            Some(_) => continue,
+        };
+        changes.push(Change {
+            action,
+            kind: kind.to_string(),
+            name: name.clone(),
+            detail: None,
+        });
+    }
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        changes.push(Change {
+            action: ChangeAction::Removed,
+            kind: kind.to_string(),
+            name: name.clone(),
+            detail: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_core::definitions::serialize::parse;
+
+    fn defs(text: &str) -> Definitions {
+        Definitions::build_and_validate(&[("f.yaml".into(), parse(text).unwrap())]).unwrap()
+    }
+
+    const V1: &str = r#"
+entities: [{name: user, join_keys: [user_id]}]
+sources: [{name: s, path: s.parquet, timestamp_field: ts}]
+feature_views:
+  - {name: v, entities: [user], source: s, ttl: 1d, fields: [{name: a, type: int64}]}
+"#;
+
+    #[test]
+    fn versions_bump_on_schema_change_only() {
+        let r0 = Registry::empty("p");
+        let (r1, c1) = r0.apply(&defs(V1), "t1");
+        assert_eq!(r1.feature_views["v"].version, 1);
+        assert_eq!(c1.len(), 3, "{c1:?}");
+        assert_eq!(r1.serial, 1);
+
+        let (r2, c2) = r1.apply(&defs(V1), "t2");
+        assert!(c2.is_empty());
+        assert_eq!(r2, r1, "re-applying unchanged definitions changes nothing");
+
+        let (r3, c3) = r2.apply(&defs(&V1.replace("ttl: 1d", "ttl: 2d")), "t3");
+        assert_eq!(r3.feature_views["v"].version, 1, "ttl is not schema");
+        assert_eq!(c3[0].action, ChangeAction::Changed);
+
+        let (r4, c4) = r3.apply(&defs(&V1.replace("type: int64", "type: float64")), "t4");
+        assert_eq!(r4.feature_views["v"].version, 2);
+        assert!(c4[0].detail.as_deref().unwrap().contains("v1 -> v2"));
+
+        // Back to the first schema: its version comes back.
+        let (r5, _) = r4.apply(&defs(V1), "t5");
+        assert_eq!(r5.feature_views["v"].version, 1);
+        assert_eq!(r5.serial, 4);
+    }
+
+    #[test]
+    fn removal_and_re_add_keep_version_history() {
+        let (r1, _) = Registry::empty("p").apply(&defs(V1), "t1");
+        let no_views = "entities: [{name: user, join_keys: [user_id]}]\nsources: [{name: s, path: s.parquet, timestamp_field: ts}]\n";
+        let (r2, c2) = r1.apply(&defs(no_views), "t2");
+        assert!(r2.feature_views.is_empty());
+        assert_eq!(c2[0].action, ChangeAction::Removed);
+        let (r3, _) = r2.apply(&defs(&V1.replace("type: int64", "type: string")), "t3");
+        assert_eq!(r3.feature_views["v"].version, 2, "next unused version");
+    }
+}
