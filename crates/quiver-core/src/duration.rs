@@ -24,7 +24,7 @@ pub fn format(d: Duration) -> String {
         return format!("{}ms", d.as_millis());
     }
     for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs >= size && secs % size == 0 {
+        if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }

@@ -496,7 +496,7 @@ mod msgpack {
                 ValueType::Scalar(s) => self.scalar(m, s),
                 ValueType::List(ScalarType::Float32) if is_bin(m) => {
                     let raw = self.bin(m)?;
-                    if raw.len() % 4 != 0 {
+                    if !raw.len().is_multiple_of(4) {
                         return Err(err("float32 vector length is not a multiple of 4"));
                     }
                     Ok(Value::Float32List(
@@ -507,7 +507,7 @@ mod msgpack {
                 }
                 ValueType::List(ScalarType::Float64) if is_bin(m) => {
                     let raw = self.bin(m)?;
-                    if raw.len() % 8 != 0 {
+                    if !raw.len().is_multiple_of(8) {
                         return Err(err("float64 vector length is not a multiple of 8"));
                     }
                     Ok(Value::Float64List(
