@@ -1,1 +1,11 @@
-//! Test fixtures. Being implemented.
+//! Test fixtures for Quiver's integration tests.
+//!
+//! Layout:
+//! - [`redis`]: [`RedisServer`], a real `redis-server` on an ephemeral loopback port, in its own
+//!   temporary directory, stopped by pid when dropped.
+//!
+//! Fixtures use plain `std` (no async runtime), so any test, sync or async, can use them.
+
+pub mod redis;
+
+pub use redis::RedisServer;

@@ -1,42 +1,15 @@
-//! Embedded online store (redb). Being implemented.
+//! Embedded online store: one redb file, no server. The default for a project.
+//!
+//! Layout:
+//! - [`store`]: [`EmbeddedStore`], the trait implementations and the background expiry sweep.
+//! - `file`: opening the file, the schema-version check, and moving an incompatible file aside
+//!   (the store is a cache of the offline store: a fresh file is re-materialized, never repaired).
+//! - `entry`: the stored value, an expiry time in front of the shared record bytes.
+//!
+//! All redb calls block (file I/O, fsync on commit), so they run in `spawn_blocking`.
 
-use std::path::Path;
+mod entry;
+mod file;
+pub mod store;
 
-use crate::config::EmbeddedConfig;
-use crate::error::{OnlineError, Result};
-
-pub struct EmbeddedStore;
-
-impl EmbeddedStore {
-    pub async fn open(_config: &EmbeddedConfig, _base_dir: &Path) -> Result<Self> {
-        Err(OnlineError::Unsupported("embedded"))
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::OnlineStoreRead for EmbeddedStore {
-    async fn read(
-        &self,
-        _t: &crate::ViewTable,
-        _k: &[quiver_core::EntityKey],
-    ) -> Result<Vec<Option<quiver_core::Record>>> {
-        Err(OnlineError::Unsupported("embedded"))
-    }
-    async fn ping(&self) -> Result<std::time::Duration> {
-        Err(OnlineError::Unsupported("embedded"))
-    }
-    fn kind(&self) -> &'static str {
-        "embedded"
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::OnlineStoreWrite for EmbeddedStore {
-    async fn write(
-        &self,
-        _t: &crate::ViewTable,
-        _r: &[(quiver_core::EntityKey, quiver_core::Record)],
-    ) -> Result<crate::WriteSummary> {
-        Err(OnlineError::Unsupported("embedded"))
-    }
-}
+pub use store::EmbeddedStore;

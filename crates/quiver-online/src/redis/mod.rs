@@ -1,40 +1,17 @@
-//! Redis online store. Being implemented.
+//! Redis online store (single node).
+//!
+//! Layout:
+//! - [`store`]: [`RedisStore`], the trait implementations over one multiplexed
+//!   `ConnectionManager` (reads are one MGET round trip; writes are pipelined script calls).
+//! - `script`: the Lua script that makes "newer wins" atomic per key, and glob escaping for SCAN.
+//! - `errors`: mapping client errors to [`crate::OnlineError`] without leaking the password.
+//!
+//! Keys are [`crate::ViewTable::key`] under the configured prefix, e.g.
+//! `quiver:shop:user_profile:v1:42`, so `redis-cli --scan --pattern 'quiver:shop:*'` lists a
+//! project's records. Values are the shared record bytes; a view's TTL becomes the key's `PX`.
 
-use crate::config::RedisConfig;
-use crate::error::{OnlineError, Result};
+mod errors;
+mod script;
+pub mod store;
 
-pub struct RedisStore;
-
-impl RedisStore {
-    pub async fn connect(_config: &RedisConfig) -> Result<Self> {
-        Err(OnlineError::Unsupported("redis"))
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::OnlineStoreRead for RedisStore {
-    async fn read(
-        &self,
-        _t: &crate::ViewTable,
-        _k: &[quiver_core::EntityKey],
-    ) -> Result<Vec<Option<quiver_core::Record>>> {
-        Err(OnlineError::Unsupported("redis"))
-    }
-    async fn ping(&self) -> Result<std::time::Duration> {
-        Err(OnlineError::Unsupported("redis"))
-    }
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::OnlineStoreWrite for RedisStore {
-    async fn write(
-        &self,
-        _t: &crate::ViewTable,
-        _r: &[(quiver_core::EntityKey, quiver_core::Record)],
-    ) -> Result<crate::WriteSummary> {
-        Err(OnlineError::Unsupported("redis"))
-    }
-}
+pub use store::RedisStore;

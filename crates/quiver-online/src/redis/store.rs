@@ -1,0 +1,394 @@
+//! [`RedisStore`]: the online store traits over one multiplexed Redis connection.
+//!
+//! One `ConnectionManager` per store: it multiplexes every concurrent request over a single
+//! connection (no pool needed) and reconnects after a failure. Every call is bounded by the
+//! configured command timeout, so a dead server yields `Unavailable` quickly instead of a hang,
+//! and a call that fails because the connection just broke is retried once (the first command
+//! after an idle disconnect fails that way; the retry runs on a fresh connection).
+
+use std::future::Future;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use quiver_core::{EntityKey, Record, RecordCodec};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
+
+use super::errors::{Target, is_retryable};
+use super::script::{WRITE_IF_NOT_OLDER, escape_glob};
+use crate::config::{RedisConfig, parse_duration};
+use crate::error::{OnlineError, Result};
+use crate::{OnlineStoreRead, OnlineStoreWrite, ViewTable, WriteSummary};
+
+/// Keys per MGET; larger reads become a pipeline of MGETs (still one round trip).
+const READ_CHUNK: usize = 1000;
+/// Script calls per write pipeline.
+const WRITE_CHUNK: usize = 1000;
+/// Bytes of records per write pipeline, so one pipeline of large values stays well within the
+/// command timeout.
+const WRITE_CHUNK_BYTES: usize = 4 << 20;
+/// Batches larger than this are encoded (and compressed) on the blocking pool.
+const ENCODE_INLINE_MAX: usize = 64;
+/// Keys per SCAN step and UNLINK call in `delete_table`.
+const DELETE_BATCH: usize = 1000;
+
+/// State every handle from [`RedisStore::with_codec`] shares.
+struct Shared {
+    conn: ConnectionManager,
+    script: redis::Script,
+    target: Target,
+    key_prefix: String,
+    command_timeout: Duration,
+}
+
+/// The Redis online store. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    codec: RecordCodec,
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// Our own deadline passed (the client may still be waiting to reconnect).
+    Deadline,
+    Redis(RedisError),
+}
+
+impl RedisStore {
+    /// Connects to `config.url` (`redis://` or `rediss://`; user, password and db number go in
+    /// the URL), loads the write script, and fails with `Unavailable` if the server does not
+    /// answer within the connect timeout.
+    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        let connect_timeout =
+            parse_duration("online_store.connect_timeout", &config.connect_timeout)?;
+        let command_timeout =
+            parse_duration("online_store.command_timeout", &config.command_timeout)?;
+        let target = Target::new(&config.url);
+        if config.url.starts_with("rediss://") {
+            install_tls_provider();
+        }
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            OnlineError::Config(format!(
+                "field `online_store.url`: {}",
+                target.message("parse", &e)
+            ))
+        })?;
+        // Few, short reconnect attempts: a caller waits at most the command timeout anyway, and
+        // the next call starts a new attempt if these fail.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(command_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(connect_timeout);
+        let conn = match tokio::time::timeout(
+            connect_timeout,
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(target.error("connect", &e)),
+            Err(_) => return Err(target.timeout("connect", connect_timeout)),
+        };
+        let shared = Shared {
+            conn,
+            script: redis::Script::new(WRITE_IF_NOT_OLDER),
+            target,
+            key_prefix: config.key_prefix.clone(),
+            command_timeout,
+        };
+        // Load the script now so a server that forbids scripting fails at startup, not at the
+        // first materialization.
+        shared
+            .run("script load", || {
+                let mut conn = shared.conn.clone();
+                let script = &shared.script;
+                async move { script.load_async(&mut conn).await }
+            })
+            .await?;
+        Ok(RedisStore {
+            shared: Arc::new(shared),
+            codec: RecordCodec {
+                codec: config.codec,
+                compression_threshold: config.compression_threshold,
+                ..RecordCodec::default()
+            },
+        })
+    }
+
+    /// A handle on the same connection that writes with another codec.
+    pub fn with_codec(&self, codec: RecordCodec) -> Self {
+        RedisStore {
+            shared: self.shared.clone(),
+            codec,
+        }
+    }
+
+    /// The storage key of one entity (what `redis-cli` shows).
+    pub fn key(&self, table: &ViewTable, key: &EntityKey) -> String {
+        table.key(&self.shared.key_prefix, key)
+    }
+
+    /// The stored bytes under a full key (tests and debugging inspect the header).
+    pub async fn raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let shared = &self.shared;
+        shared
+            .run("get", || {
+                let mut conn = shared.conn.clone();
+                let key = key.to_string();
+                async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+            })
+            .await
+    }
+}
+
+impl Shared {
+    /// Runs `op` under the command timeout, retrying once if the connection had just broken.
+    async fn run<T, F, Fut>(&self, name: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        match self.attempt(op()).await {
+            Ok(v) => Ok(v),
+            Err(Failure::Redis(e)) if is_retryable(&e) => {
+                tracing::debug!(op = name, error = %e, "redis call failed on a broken connection; retrying once");
+                self.attempt(op()).await.map_err(|f| self.failure(name, f))
+            }
+            Err(f) => Err(self.failure(name, f)),
+        }
+    }
+
+    async fn attempt<T>(
+        &self,
+        fut: impl Future<Output = RedisResult<T>>,
+    ) -> std::result::Result<T, Failure> {
+        match tokio::time::timeout(self.command_timeout, fut).await {
+            Ok(result) => result.map_err(Failure::Redis),
+            Err(_) => Err(Failure::Deadline),
+        }
+    }
+
+    fn failure(&self, name: &str, f: Failure) -> OnlineError {
+        match f {
+            Failure::Deadline => self.target.timeout(name, self.command_timeout),
+            Failure::Redis(e) => self.target.error(name, &e),
+        }
+    }
+
+    /// Runs one pipeline of script calls; if the server lost the script (restart, `SCRIPT
+    /// FLUSH`), loads it and runs the pipeline again. Re-running is safe: a NOSCRIPT reply means
+    /// no call in the pipeline ran, and each call is idempotent anyway.
+    async fn eval_pipeline(&self, pipe: &redis::Pipeline) -> Result<Vec<i64>> {
+        self.run("write", || {
+            let mut conn = self.conn.clone();
+            let script = self.script.clone();
+            async move {
+                match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.load_async(&mut conn).await?;
+                        pipe.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Installs rustls's ring provider for `rediss://` (once per process; another component may
+/// have installed one already, which is fine).
+fn install_tls_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Encodes rows as (key, record bytes).
+fn encode(
+    codec: RecordCodec,
+    prefix: &str,
+    table: &ViewTable,
+    rows: &[(EntityKey, Record)],
+) -> Result<Vec<(String, Vec<u8>)>> {
+    rows.iter()
+        .map(|(k, r)| {
+            let bytes = codec.encode(r, &table.types).map_err(OnlineError::Encode)?;
+            Ok((table.key(prefix, k), bytes))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl OnlineStoreRead for RedisStore {
+    async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = &self.shared;
+        let full: Vec<String> = keys
+            .iter()
+            .map(|k| table.key(&shared.key_prefix, k))
+            .collect();
+        let values: Vec<Option<Vec<u8>>> = shared
+            .run("mget", || {
+                let mut conn = shared.conn.clone();
+                let full = &full;
+                async move {
+                    if full.len() <= READ_CHUNK {
+                        redis::cmd("MGET").arg(full).query_async(&mut conn).await
+                    } else {
+                        // A pipeline of MGETs: still one round trip, without one giant reply.
+                        let mut pipe = redis::pipe();
+                        for chunk in full.chunks(READ_CHUNK) {
+                            pipe.cmd("MGET").arg(chunk);
+                        }
+                        let parts: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
+                        Ok(parts.into_iter().flatten().collect())
+                    }
+                }
+            })
+            .await?;
+        if values.len() != full.len() {
+            return Err(OnlineError::Backend {
+                store: "redis",
+                message: format!(
+                    "MGET of {} keys returned {} values (this is a bug in Quiver)",
+                    full.len(),
+                    values.len()
+                ),
+            });
+        }
+        values
+            .into_iter()
+            .zip(full)
+            .map(|(value, key)| match value {
+                None => Ok(None),
+                Some(bytes) => RecordCodec::decode(&bytes, &table.types)
+                    .map(Some)
+                    .map_err(|source| OnlineError::Corrupt { key, source }),
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let shared = &self.shared;
+        let start = Instant::now();
+        shared
+            .run("ping", || {
+                let mut conn = shared.conn.clone();
+                async move { redis::cmd("PING").query_async::<String>(&mut conn).await }
+            })
+            .await?;
+        Ok(start.elapsed())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[async_trait]
+impl OnlineStoreWrite for RedisStore {
+    async fn write(&self, table: &ViewTable, rows: &[(EntityKey, Record)]) -> Result<WriteSummary> {
+        let shared = &self.shared;
+        let encoded = if rows.len() <= ENCODE_INLINE_MAX {
+            encode(self.codec, &shared.key_prefix, table, rows)?
+        } else {
+            // Encoding a large batch (zstd for big values) would stall the runtime's threads.
+            let (codec, prefix, table, rows) = (
+                self.codec,
+                shared.key_prefix.clone(),
+                table.clone(),
+                rows.to_vec(),
+            );
+            tokio::task::spawn_blocking(move || encode(codec, &prefix, &table, &rows))
+                .await
+                .map_err(|e| OnlineError::Backend {
+                    store: "redis",
+                    message: format!("encoding task failed: {e} (this is a bug in Quiver)"),
+                })??
+        };
+        // 0 tells the script "no expiry"; a sub-millisecond TTL rounds up so it still expires.
+        let ttl_ms: u64 = table.ttl.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let hash = shared.script.get_hash();
+        let mut summary = WriteSummary::default();
+        let mut rest = &encoded[..];
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = 0;
+            while take < rest.len()
+                && take < WRITE_CHUNK
+                && (take == 0 || bytes < WRITE_CHUNK_BYTES)
+            {
+                bytes += rest[take].1.len();
+                take += 1;
+            }
+            let (chunk, tail) = rest.split_at(take);
+            rest = tail;
+            let mut pipe = redis::pipe();
+            for (key, value) in chunk {
+                pipe.cmd("EVALSHA")
+                    .arg(hash)
+                    .arg(1)
+                    .arg(key)
+                    .arg(value)
+                    .arg(ttl_ms);
+            }
+            for stored in shared.eval_pipeline(&pipe).await? {
+                if stored == 1 {
+                    summary.written += 1;
+                } else {
+                    summary.skipped_older += 1;
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
+        let shared = &self.shared;
+        let pattern = format!("{}*", escape_glob(&table.key_prefix(&shared.key_prefix)));
+        let mut cursor: u64 = 0;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = shared
+                .run("scan", || {
+                    let mut conn = shared.conn.clone();
+                    let pattern = &pattern;
+                    async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(DELETE_BATCH)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await?;
+            if !keys.is_empty() {
+                let removed: u64 = shared
+                    .run("unlink", || {
+                        let mut conn = shared.conn.clone();
+                        let keys = &keys;
+                        async move { redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await }
+                    })
+                    .await?;
+                deleted += removed;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Redis-specific behaviour beyond the conformance suite: keys an operator can read with
+//! `redis-cli --scan`, TTLs on the keys, failing fast when the server dies and recovering when it
+//! comes back, and errors that never show the password.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_core::{EntityKey, KeyValue, Record, Value};
+use quiver_online::config::RedisConfig;
+use quiver_online::redis::RedisStore;
+use quiver_online::{OnlineError, OnlineStoreRead, OnlineStoreWrite, ViewTable, now_ns};
+use quiver_test_utils::RedisServer;
+
+fn config(url: &str, extra: serde_json::Value) -> RedisConfig {
+    let mut json = serde_json::json!({ "url": url });
+    json.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    serde_json::from_value(json).unwrap()
+}
+
+fn table(ttl: Option<Duration>) -> ViewTable {
+    ViewTable {
+        project: "proj".into(),
+        view: "view".into(),
+        version: 1,
+        types: vec!["int64".parse().unwrap()].into(),
+        ttl,
+    }
+}
+
+fn row(k: i64) -> (EntityKey, Record) {
+    (
+        EntityKey::single(KeyValue::Int(k)),
+        Record {
+            event_ts: now_ns(),
+            created_ts: None,
+            values: vec![Value::Int64(k)],
+        },
+    )
+}
+
+async fn raw_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_readable_with_scan_and_carry_a_ttl() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(&server.url(), serde_json::json!({})))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(600);
+    let rows: Vec<_> = (40..45).map(row).collect();
+    store.write(&table(Some(ttl)), &rows).await.unwrap();
+    // A neighbouring view must not match the pattern.
+    let other = ViewTable {
+        view: "view2".into(),
+        ..table(None)
+    };
+    store.write(&other, &[row(1)]).await.unwrap();
+
+    let mut conn = raw_conn(&server).await;
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    let mut scanned = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("quiver:proj:view:v1:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        scanned.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    scanned.sort();
+    let expected: Vec<String> = (40..45)
+        .map(|k| format!("quiver:proj:view:v1:{k}"))
+        .collect();
+    assert_eq!(scanned, expected);
+    for key in &scanned {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(pttl > 590_000 && pttl <= 600_000, "{key}: PTTL {pttl}");
+    }
+    // No TTL on the view: no expiry on the key (PTTL -1).
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("quiver:proj:view2:v1:1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pttl, -1);
+}
+
+#[tokio::test]
+async fn key_prefix_is_configurable() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(
+        &server.url(),
+        serde_json::json!({ "key_prefix": "shop-a" }),
+    ))
+    .await
+    .unwrap();
+    store.write(&table(None), &[row(7)]).await.unwrap();
+    let mut conn = raw_conn(&server).await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("shop-a:proj:view:v1:7")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(exists);
+    assert_eq!(store.key(&table(None), &row(7).0), "shop-a:proj:view:v1:7");
+    assert_eq!(store.delete_table(&table(None)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn fails_fast_when_the_server_dies_and_recovers_after_restart() {
+    let mut server = RedisServer::start();
+    let command_timeout = Duration::from_millis(300);
+    let store = Arc::new(
+        RedisStore::connect(&config(
+            &server.url(),
+            serde_json::json!({ "command_timeout": "300ms", "connect_timeout": "300ms" }),
+        ))
+        .await
+        .unwrap(),
+    );
+    let t = table(None);
+    store.write(&t, &[row(1)]).await.unwrap();
+    assert!(store.ping().await.unwrap() < command_timeout);
+
+    server.kill();
+    for attempt in 0..3 {
+        let start = Instant::now();
+        let err = store.read(&t, &[row(1).0]).await.unwrap_err();
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(err, OnlineError::Unavailable { store: "redis", .. }),
+            "attempt {attempt}: {err:?}"
+        );
+        // One attempt plus at most one retry, each bounded by the command timeout.
+        assert!(
+            elapsed < command_timeout * 2 + Duration::from_millis(200),
+            "attempt {attempt} took {elapsed:?}"
+        );
+    }
+    assert!(matches!(
+        store.write(&t, &[row(2)]).await,
+        Err(OnlineError::Unavailable { .. })
+    ));
+    assert!(store.ping().await.is_err());
+
+    // The restarted server is empty (persistence is off) and has lost the write script: reads
+    // come back, and a write reloads the script.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let read = loop {
+        match store.read(&t, &[row(1).0]).await {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("store did not recover after restart: {e}"),
+        }
+    };
+    assert_eq!(read, vec![None]);
+    let summary = store.write(&t, &[row(3)]).await.unwrap();
+    assert_eq!(summary.written, 1);
+    let got = store.read(&t, &[row(3).0]).await.unwrap();
+    assert_eq!(
+        got[0].as_ref().map(|r| r.values.clone()),
+        Some(vec![Value::Int64(3)])
+    );
+}
+
+#[tokio::test]
+async fn errors_never_show_the_password() {
+    let server = RedisServer::start();
+    // The server has no password, so AUTH with one fails; the message must not echo it.
+    let url = format!("redis://app:s3cret-pw@127.0.0.1:{}/0", server.port());
+    let err = match RedisStore::connect(&config(&url, serde_json::json!({}))).await {
+        Ok(_) => panic!("AUTH against a server without a password should fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    assert!(err.contains("app:***@127.0.0.1"), "{err}");
+    assert!(err.contains("configuration"), "{err}");
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_config_error() {
+    let err = match RedisStore::connect(&config("http://u:pw@127.0.0.1:1", serde_json::json!({})))
+        .await
+    {
+        Ok(_) => panic!("accepted an http:// url"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, OnlineError::Config(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("online_store.url") && !msg.contains("pw@"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_a_dead_port_is_unavailable() {
+    let port = {
+        let server = RedisServer::start();
+        server.port()
+    };
+    let start = Instant::now();
+    let result = RedisStore::connect(&config(
+        &format!("redis://127.0.0.1:{port}"),
+        serde_json::json!({ "connect_timeout": "500ms" }),
+    ))
+    .await;
+    let err = match result {
+        Ok(_) => panic!("connected to a stopped server"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, OnlineError::Unavailable { store: "redis", .. }),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn large_reads_and_writes_span_chunks() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(&server.url(), serde_json::json!({})))
+        .await
+        .unwrap();
+    let t = table(Some(Duration::from_secs(60)));
+    let rows: Vec<_> = (0..2500).map(row).collect();
+    let summary = store.write(&t, &rows).await.unwrap();
+    assert_eq!(summary.written, 2500);
+    let mut keys: Vec<EntityKey> = rows.iter().rev().map(|(k, _)| k.clone()).collect();
+    keys.insert(1200, EntityKey::single(KeyValue::Int(-1)));
+    let got = store.read(&t, &keys).await.unwrap();
+    assert_eq!(got.len(), 2501);
+    assert!(got[1200].is_none());
+    let ns: Vec<i64> = got
+        .iter()
+        .flatten()
+        .map(|r| match r.values[0] {
+            Value::Int64(n) => n,
+            _ => unreachable!(),
+        })
+        .collect();
+    let expected: Vec<i64> = (0..2500).rev().collect();
+    assert_eq!(ns, expected);
+    assert_eq!(store.delete_table(&t).await.unwrap(), 2500);
+}

@@ -1,0 +1,189 @@
+//! A throwaway `redis-server` for tests.
+//!
+//! Each [`RedisServer`] is its own process on its own ephemeral port on 127.0.0.1, with
+//! persistence off and its working directory in a temporary directory, so tests never share
+//! state and never leave files behind. Fault tests [`kill`](RedisServer::kill) it (SIGKILL, as a
+//! crash would) and [`restart`](RedisServer::restart) it on the same port, so a client's
+//! reconnection logic is exercised against the address it already knows.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a fresh server may take to answer PING before we give up on it.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Port picks that may collide with another test's server before we give up.
+const START_ATTEMPTS: usize = 5;
+
+/// A running `redis-server`, killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` on a free loopback port and waits until it answers PING.
+    ///
+    /// Panics if `redis-server` is not installed or does not come up: a fixture failure is a
+    /// broken test environment, not a test result.
+    pub fn start() -> RedisServer {
+        let binary = find_on_path("redis-server").unwrap_or_else(|| {
+            panic!(
+                "`redis-server` is not on PATH; the Redis tests need a real server \
+                 (install it with `apt-get install -y redis-server`)"
+            )
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("quiver-redis-")
+            .tempdir()
+            .expect("create a temporary directory for redis-server");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            binary,
+            dir,
+        };
+        let mut last_error = String::new();
+        // The port is free when we pick it but not reserved: another process may take it before
+        // redis-server binds. Such a server exits at once, so pick another port and try again.
+        for _ in 0..START_ATTEMPTS {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("redis-server did not start after {START_ATTEMPTS} attempts: {last_error}");
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id, or `None` after [`kill`](Self::kill).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server with SIGKILL (as a crash would) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Errors mean the process already exited; either way it is gone after `wait`.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server if it runs, then starts a fresh one (empty, persistence is off) on the
+    /// same port, and waits until it answers PING.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + START_TIMEOUT;
+        // The old socket may linger briefly after SIGKILL; retry until the port binds again.
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("redis-server did not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Spawns the server process on `self.port` and waits for PONG; on failure the child is
+    /// reaped and the error describes why.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("redis.log");
+        let mut child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.binary.display()))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "redis-server on port {} exited with {status}; log: {}",
+                    self.port,
+                    read_log(&log)
+                ));
+            }
+            if answers_ping(addr) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "redis-server on port {} did not answer PING within {START_TIMEOUT:?}; log: {}",
+                    self.port,
+                    read_log(&log)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port that was free a moment ago: bind port 0 and let the kernel choose, then release it.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// Sends an inline `PING` and checks for `+PONG`, with short timeouts so a half-started server
+/// cannot stall the poll loop.
+fn answers_ping(addr: SocketAddr) -> bool {
+    let timeout = Duration::from_millis(200);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
