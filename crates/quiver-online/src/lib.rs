@@ -14,7 +14,7 @@
 //! - `read` returns one entry per requested key, in request order; `None` is a miss (never written,
 //!   or expired).
 //! - A write replaces a stored record only if its (event time, created time) is not older.
-//! - A record expires `ttl` after it was written (Redis `PEXPIRE`); serving reports a record whose
+//! - A record expires `ttl` after it was written (Redis `SET ... PX`); serving reports a record whose
 //!   *event time* is older than `ttl` as OUTSIDE_MAX_AGE (that check is the caller's, via
 //!   [`quiver_core::status`]).
 //! - Records decode whatever codec wrote them; the store's codec only decides how it writes.

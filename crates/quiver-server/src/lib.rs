@@ -3,7 +3,12 @@
 //! Routes (Feast-compatible where Feast has them; default port 6566, Feast's):
 //! - `POST /get-online-features`: features for entity rows ([`routes::feast`]).
 //! - `POST /write-to-online-store`: write rows to the online store.
+//! - `POST /materialize`: materialize views from their sources (the way to materialize into
+//!   the embedded store while the server holds its file).
 //! - `GET /health`, `GET /metrics` ([`routes::ops`]).
+//!
+//! The server watches the registry file and swaps in the new definitions after a
+//! `quiver apply`, without a restart and without dropping requests.
 //!
 //! Layout: [`error`] maps library errors to statuses in one place; [`metrics`] holds the
 //! Prometheus recorder and the request middleware.
@@ -14,7 +19,9 @@ pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -22,41 +29,73 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use quiver::FeatureStore;
 use tokio::net::TcpListener;
 
+/// How often the registry file is checked for changes.
+const REGISTRY_POLL: Duration = Duration::from_secs(2);
+
 /// Shared state of the server's handlers.
 pub struct AppState {
-    pub store: FeatureStore,
+    /// The current store; replaced wholesale when the registry changes.
+    pub store: ArcSwap<FeatureStore>,
     pub max_entities: usize,
     pub max_body_bytes: usize,
     pub metrics: PrometheusHandle,
 }
 
-/// Builds the router for a store, with limits from the project's `server:` block.
-pub fn router(store: FeatureStore) -> Router {
-    let server = store.project().config.server.clone();
-    let state = Arc::new(AppState {
-        store,
-        max_entities: server.max_entities,
-        max_body_bytes: server.max_body_bytes,
-        metrics: metrics::handle(),
-    });
+impl AppState {
+    pub fn new(store: FeatureStore) -> Arc<AppState> {
+        let server = store.project().config.server.clone();
+        Arc::new(AppState {
+            store: ArcSwap::from_pointee(store),
+            max_entities: server.max_entities,
+            max_body_bytes: server.max_body_bytes,
+            metrics: metrics::handle(),
+        })
+    }
+
+    /// Reloads the registry if its file changed since `seen`; returns the new modification time.
+    pub fn reload_if_changed(&self, seen: Option<SystemTime>) -> Option<SystemTime> {
+        let current = self.store.load();
+        let modified = std::fs::metadata(current.registry_path())
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == seen {
+            return seen;
+        }
+        let reloaded = FeatureStore::with_online_store(
+            current.project().clone(),
+            current.online_store().clone(),
+        );
+        match reloaded {
+            Ok(store) => {
+                let serial = store.registry().map(|r| r.serial).ok();
+                tracing::info!(?serial, "registry reloaded");
+                self.store.store(Arc::new(store));
+                modified
+            }
+            Err(e) => {
+                // Keep serving the definitions we have; try again on the next change.
+                tracing::warn!(error = %e, "registry changed but cannot be loaded");
+                modified
+            }
+        }
+    }
+}
+
+/// Builds the router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(
-            "/get-online-features",
-            post(routes::feast::get_online_features),
-        )
-        .route(
-            "/write-to-online-store",
-            post(routes::feast::write_to_online_store),
-        )
+        .route("/get-online-features", post(routes::feast::get_online_features))
+        .route("/write-to-online-store", post(routes::feast::write_to_online_store))
+        .route("/materialize", post(routes::ops::materialize))
         .route("/health", get(routes::ops::health))
         .route("/metrics", get(routes::ops::metrics))
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }
 
-/// Binds `addr` and serves until `shutdown` resolves. Returns the bound address through
-/// `on_bound` first (useful with port 0).
+/// Binds `addr` and serves until `shutdown` resolves. `on_bound` receives the bound address
+/// first (useful with port 0).
 pub async fn serve(
     store: FeatureStore,
     addr: SocketAddr,
@@ -65,9 +104,28 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let state = AppState::new(store);
+    let watcher = {
+        let state = state.clone();
+        let mut seen = std::fs::metadata(state.store.load().registry_path())
+            .and_then(|m| m.modified())
+            .ok();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REGISTRY_POLL);
+            loop {
+                tick.tick().await;
+                let s = state.clone();
+                seen = tokio::task::spawn_blocking(move || s.reload_if_changed(seen))
+                    .await
+                    .unwrap_or(seen);
+            }
+        })
+    };
     on_bound(bound);
     tracing::info!(addr = %bound, "feature server listening");
-    axum::serve(listener, router(store))
+    let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    watcher.abort();
+    result
 }

@@ -43,7 +43,7 @@ feature_services:
 struct Server {
     addr: SocketAddr,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -72,7 +72,7 @@ impl Server {
         Server {
             addr: addr_rx.await.unwrap(),
             client: reqwest::Client::new(),
-            _dir: dir,
+            dir,
             _shutdown: tx,
         }
     }
@@ -443,4 +443,61 @@ async fn health_and_metrics() {
         text.contains("quiver_http_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn materialize_route_loads_sources() {
+    let s = Server::start().await;
+    let (status, body) = s.post("/materialize", "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let views = body["views"].as_array().unwrap();
+    assert_eq!(views.len(), 2, "{body}");
+    assert!(views.iter().all(|v| v["written"] == 1), "{body}");
+    // The CSV row is from 2026-01-01, older than the view's 1d ttl.
+    let (_, body) = s
+        .post_json(
+            "/get-online-features",
+            json!({"features": ["user_profile:age"], "entities": {"user_id": [1]}}),
+        )
+        .await;
+    assert_eq!(body["results"][1]["values"], json!([30]));
+    assert_eq!(body["results"][1]["statuses"], json!(["OUTSIDE_MAX_AGE"]));
+    let (status, body) = s.post("/materialize", r#"{"views": ["nope"]}"#).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s.post("/materialize", r#"{"start": "soon"}"#).await;
+    assert_eq!(status, 422, "{body}");
+}
+
+#[tokio::test]
+async fn picks_up_a_new_registry_without_restart() {
+    let s = Server::start().await;
+    let defs = std::fs::read_to_string(s.dir.path().join("features/defs.yaml")).unwrap();
+    std::fs::write(
+        s.dir.path().join("features/defs.yaml"),
+        defs.replace(
+            "      - {name: score, type: float64}\n  - name: merchant_stats",
+            "      - {name: score, type: float64}\n      - {name: tier, type: string}\n  - name: merchant_stats",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        s.dir.path().join("data/users.csv"),
+        "user_id,age,country,score,tier,updated_at\n1,30,DE,0.5,gold,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let mut other = FeatureStore::open(s.dir.path()).await.unwrap();
+    let report = other.apply().await.unwrap();
+    assert!(report.changes.iter().any(|c| c.name == "user_profile"), "{:?}", report.changes);
+    let request = json!({"features": ["user_profile:tier"], "entities": {"user_id": [1]}});
+    let mut last = (0, Value::Null);
+    for _ in 0..50 {
+        last = s.post_json("/get-online-features", request.clone()).await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 200, "server never saw the new view version: {}", last.1);
+    assert_eq!(last.1["metadata"]["feature_names"], json!(["user_id", "tier"]));
+    assert_eq!(last.1["results"][1]["statuses"], json!(["NOT_FOUND"]));
 }

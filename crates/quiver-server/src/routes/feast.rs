@@ -139,7 +139,8 @@ pub async fn get_online_features(
         entities,
         full_feature_names: req.full_feature_names,
     };
-    let response = state.store.get_online_features(&request).await?;
+    let store = state.store.load_full();
+    let response = store.get_online_features(&request).await?;
     record_hits(&request, &response);
     Ok(axum::Json(render(&response)).into_response())
 }
@@ -176,6 +177,7 @@ pub async fn write_to_online_store(
     let req: WriteToOnlineStore = body_json(body, state.max_body_bytes)?;
     let summary = state
         .store
+        .load_full()
         .write_to_online_store(&req.feature_view_name, &req.df)
         .await?;
     metrics::counter!("quiver_online_rows_written_total", "view" => req.feature_view_name.clone())

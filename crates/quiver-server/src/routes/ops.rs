@@ -1,5 +1,5 @@
 //! Operational routes: `GET /health` (online store reachability and ping latency) and
-//! `GET /metrics` (Prometheus text format).
+//! `GET /metrics` (Prometheus text format), `POST /materialize`.
 
 use std::sync::Arc;
 
@@ -9,11 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
+use crate::error::ApiError;
 
 /// `GET /health`: 200 when the online store answers a ping, 503 otherwise.
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.store.online_store();
-    let serial = state.store.registry().map(|r| r.serial).ok();
+    let current = state.store.load_full();
+    let store = current.online_store();
+    let serial = current.registry().map(|r| r.serial).ok();
     match store.ping().await {
         Ok(latency) => {
             metrics::gauge!("quiver_online_store_up").set(1.0);
@@ -21,7 +23,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                 StatusCode::OK,
                 axum::Json(json!({
                     "status": "ok",
-                    "project": state.store.project_name(),
+                    "project": current.project_name(),
                     "registry_serial": serial,
                     "online_store": {
                         "kind": store.kind(),
@@ -38,7 +40,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({
                     "status": "unavailable",
-                    "project": state.store.project_name(),
+                    "project": current.project_name(),
                     "registry_serial": serial,
                     "online_store": {"kind": store.kind(), "ok": false, "error": e.to_string()},
                 })),
@@ -55,4 +57,60 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /materialize` body: all fields optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MaterializeBody {
+    #[serde(default)]
+    views: Vec<String>,
+    /// RFC 3339.
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+fn parse_time(field: &str, text: Option<String>) -> Result<Option<i64>, ApiError> {
+    text.map(|t| {
+        quiver_core::value::parse_timestamp(&t)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("`{field}`: {e}")))
+    })
+    .transpose()
+}
+
+/// `POST /materialize`: `{"views": [...], "start": T, "end": T, "strict": bool}` (all optional).
+pub async fn materialize(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: MaterializeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        MaterializeBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))?
+    };
+    let options = quiver::MaterializeOptions {
+        views: req.views,
+        start: parse_time("start", req.start)?,
+        end: parse_time("end", req.end)?,
+        strict: req.strict,
+    };
+    let store = state.store.load_full();
+    let report = store.materialize(&options, &quiver::NoProgress).await?;
+    let views: Vec<serde_json::Value> = report
+        .views
+        .iter()
+        .map(|v| {
+            json!({
+                "view": v.view, "version": v.version, "rows_scanned": v.rows_scanned,
+                "entities": v.entities, "written": v.written, "skipped_older": v.skipped_older,
+                "rejected": v.rejected, "rejections": v.rejections, "seconds": v.seconds,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "views": views })).into_response())
 }
