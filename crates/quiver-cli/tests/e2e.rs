@@ -1,0 +1,251 @@
+//! End to end through the built binary: init → apply → materialize → get → serve → HTTP, on the
+//! embedded default and on Redis (a real `redis-server` on an ephemeral loopback port).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use quiver_test_utils::RedisServer;
+use serde_json::{Value, json};
+
+fn quiver(project: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
+    cmd.arg("--project").arg(project).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run quiver")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "quiver failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn init(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("shop");
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["init"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = ok(out);
+    assert!(stdout.contains("10000 users"), "{stdout}");
+    assert!(dir.join("data/users.parquet").exists());
+    assert!(dir.join("data/transactions.parquet").exists());
+    dir
+}
+
+/// Runs apply (twice: the second is a no-op), materialize and a `get --json`.
+fn apply_materialize_get(dir: &Path, env: &[(&str, &str)]) {
+    let out = ok(quiver(dir, &["apply"], env));
+    assert!(out.contains("+ feature view `user_profile` v1"), "{out}");
+    assert!(out.contains("+ feature service `user_basics`"), "{out}");
+    let out = ok(quiver(dir, &["apply"], env));
+    assert!(out.contains("No changes"), "{out}");
+
+    let out = ok(quiver(dir, &["materialize"], env));
+    assert!(
+        out.contains("10000 entities, 10000 written, 0 kept newer online, 0 rejected"),
+        "{out}"
+    );
+    // Re-materializing the same data writes the same events again (equal is not older).
+    let out = ok(quiver(
+        dir,
+        &["materialize", "--views", "user_profile"],
+        env,
+    ));
+    assert!(out.contains("10000 written"), "{out}");
+
+    let out = ok(quiver(
+        dir,
+        &[
+            "get",
+            "user_profile:age",
+            "user_profile:embedding",
+            "--entity",
+            "user_id=42",
+            "--entity",
+            "user_id=99999999",
+            "--json",
+        ],
+        env,
+    ));
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!(["user_id", "age", "embedding"])
+    );
+    assert_eq!(
+        body["results"][1]["statuses"],
+        json!(["PRESENT", "NOT_FOUND"])
+    );
+    let age = body["results"][1]["values"][0].as_i64().unwrap();
+    assert!((18..=90).contains(&age), "{age}");
+    assert_eq!(
+        body["results"][2]["values"][0].as_array().unwrap().len(),
+        16
+    );
+
+    let out = ok(quiver(
+        dir,
+        &["get", "--service", "user_basics", "--entity", "user_id=7"],
+        env,
+    ));
+    assert!(out.contains("user_id=7"), "{out}");
+    assert!(out.contains("country") && out.contains("PRESENT"), "{out}");
+}
+
+struct Served(Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path, env: &[(&str, &str)]) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
+    cmd.arg("--project")
+        .arg(dir)
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Served(child, addr)
+}
+
+async fn http_get_features(addr: &str) -> Value {
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("http://{addr}/get-online-features"))
+        .body(
+            json!({
+                "features": ["user_profile:age", "user_profile:country"],
+                "entities": {"user_id": [42, 7, -1]},
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let health = client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    body
+}
+
+fn check_feast_shape(body: &Value) {
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!(["user_id", "age", "country"])
+    );
+    assert_eq!(body["results"][0]["values"], json!([42, 7, -1]));
+    assert_eq!(
+        body["results"][1]["statuses"],
+        json!(["PRESENT", "PRESENT", "NOT_FOUND"])
+    );
+    assert!(body["results"][2]["values"][0].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_default_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = init(root.path());
+    apply_materialize_get(&dir, &[]);
+    assert!(dir.join(".quiver/online.redb").exists());
+    let served = serve(&dir, &[]);
+    check_feast_shape(&http_get_features(&served.1).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_end_to_end() {
+    let redis = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let dir = init(root.path());
+    let url = redis.url();
+    let env = [
+        ("QUIVER__ONLINE_STORE__TYPE", "redis"),
+        ("QUIVER__ONLINE_STORE__URL", url.as_str()),
+    ];
+    apply_materialize_get(&dir, &env);
+    let served = serve(&dir, &env);
+    check_feast_shape(&http_get_features(&served.1).await);
+
+    // Keys are readable and carry the view's TTL (90d).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("quiver:shop:user_profile:v1:*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(keys.len(), 10_000);
+    assert!(keys.contains(&"quiver:shop:user_profile:v1:42".to_string()));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("quiver:shop:user_profile:v1:42")
+        .query(&mut con)
+        .unwrap();
+    assert!(ttl > 89 * 86_400 && ttl <= 90 * 86_400, "ttl {ttl}");
+}
+
+#[test]
+fn apply_errors_name_file_object_and_field() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = init(root.path());
+    let path = dir.join("features/users.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("ttl: 90d", "ttl: 90 days please")).unwrap();
+    let out = quiver(&dir, &["apply"], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("features/users.yaml: feature view `user_profile`: field `ttl`"),
+        "{stderr}"
+    );
+    // Nothing was recorded.
+    assert!(!dir.join(".quiver/registry.json").exists());
+}
+
+#[test]
+fn materialize_reports_rejected_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = init(root.path());
+    // Tighten a constraint so some users' ages violate it.
+    let path = dir.join("features/users.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("max: 130", "max: 60")).unwrap();
+    ok(quiver(&dir, &["apply"], &[]));
+    let out = ok(quiver(&dir, &["materialize"], &[]));
+    assert!(
+        out.contains("rejected: feature view `user_profile`: entity `user_id="),
+        "{out}"
+    );
+    assert!(out.contains("field `age`"), "{out}");
+    let strict = quiver(&dir, &["materialize", "--strict"], &[]);
+    assert!(!strict.status.success());
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("strict mode"));
+}
