@@ -84,8 +84,14 @@ impl AppState {
 /// Builds the router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/get-online-features", post(routes::feast::get_online_features))
-        .route("/write-to-online-store", post(routes::feast::write_to_online_store))
+        .route(
+            "/get-online-features",
+            post(routes::feast::get_online_features),
+        )
+        .route(
+            "/write-to-online-store",
+            post(routes::feast::write_to_online_store),
+        )
         .route("/materialize", post(routes::ops::materialize))
         .route("/health", get(routes::ops::health))
         .route("/metrics", get(routes::ops::metrics))

@@ -487,7 +487,11 @@ async fn picks_up_a_new_registry_without_restart() {
     .unwrap();
     let mut other = FeatureStore::open(s.dir.path()).await.unwrap();
     let report = other.apply().await.unwrap();
-    assert!(report.changes.iter().any(|c| c.name == "user_profile"), "{:?}", report.changes);
+    assert!(
+        report.changes.iter().any(|c| c.name == "user_profile"),
+        "{:?}",
+        report.changes
+    );
     let request = json!({"features": ["user_profile:tier"], "entities": {"user_id": [1]}});
     let mut last = (0, Value::Null);
     for _ in 0..50 {
@@ -497,7 +501,14 @@ async fn picks_up_a_new_registry_without_restart() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(last.0, 200, "server never saw the new view version: {}", last.1);
-    assert_eq!(last.1["metadata"]["feature_names"], json!(["user_id", "tier"]));
+    assert_eq!(
+        last.0, 200,
+        "server never saw the new view version: {}",
+        last.1
+    );
+    assert_eq!(
+        last.1["metadata"]["feature_names"],
+        json!(["user_id", "tier"])
+    );
     assert_eq!(last.1["results"][1]["statuses"], json!(["NOT_FOUND"]));
 }

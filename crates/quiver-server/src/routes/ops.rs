@@ -76,8 +76,13 @@ struct MaterializeBody {
 
 fn parse_time(field: &str, text: Option<String>) -> Result<Option<i64>, ApiError> {
     text.map(|t| {
-        quiver_core::value::parse_timestamp(&t)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("`{field}`: {e}")))
+        quiver_core::value::parse_timestamp(&t).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_argument",
+                format!("`{field}`: {e}"),
+            )
+        })
     })
     .transpose()
 }
