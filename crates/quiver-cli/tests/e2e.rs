@@ -178,8 +178,21 @@ async fn embedded_default_end_to_end() {
     let dir = init(root.path());
     apply_materialize_get(&dir, &[]);
     assert!(dir.join(".quiver/online.redb").exists());
-    let served = serve(&dir, &[]);
+    let mut served = serve(&dir, &[]);
     check_feast_shape(&http_get_features(&served.1).await);
+
+    // SIGTERM stops the server cleanly (exit status 0) and releases the embedded file.
+    let pid = served.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = served.0.wait().unwrap();
+    assert!(status.success(), "server exited with {status}");
+    ok(quiver(&dir, &["materialize"], &[]));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -372,8 +372,8 @@ impl Value {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        if text.chars().count() > 80 {
-            let cut: String = text.chars().take(77).collect();
+        if text.chars().count() > 48 {
+            let cut: String = text.chars().take(45).collect();
             format!("{cut}...")
         } else {
             text

@@ -24,8 +24,20 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .with_context(|| format!("`{host}:{port}` is not an IP address and port"))?;
+    // Stop accepting on Ctrl-C or SIGTERM, finish in-flight requests, then exit.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    };
+    let shutdown = async move {
+        if let Err(e) = shutdown.await {
+            tracing::error!(error = %e, "signal handling failed; stopping");
+        }
     };
     quiver_server::serve(
         store,

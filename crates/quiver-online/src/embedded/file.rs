@@ -120,8 +120,9 @@ fn try_open(path: &Path) -> std::result::Result<Database, OpenError> {
         Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
             return Err(OpenError::Fatal(backend_error(
                 path,
-                "is already open (by another process, or by another store in this process: \
-                 share one with `EmbeddedStore::with_codec`)",
+                "is already open by another process (an embedded store has one user at a \
+                 time: if `quiver serve` is running, materialize through it with \
+                 `POST /materialize`, or stop it first)",
             )));
         }
         Ok(Err(e)) => return Err(OpenError::Fatal(backend_error(path, e))),
