@@ -49,6 +49,13 @@ pub enum OfflineError {
     #[error("{origin}: {message}")]
     Unsupported { origin: String, message: String },
 
+    /// An offline store backend failed (connection, query, file I/O); `store` names it.
+    #[error("offline store `{store}`: {message}")]
+    Store {
+        store: &'static str,
+        message: String,
+    },
+
     /// Writing a file failed.
     #[error("cannot write `{path}`: {message}", path = path.display())]
     Write { path: PathBuf, message: String },

@@ -12,6 +12,7 @@
 //!     per-value conversion (checked narrowing, exact decimals, nanosecond timestamps).
 //!   - `source/latest.rs`: the latest-row-per-entity fold over batches.
 //! - [`sample`]: deterministic quickstart data (`users.parquet`, `transactions.parquet`).
+//! - [`store`]: the [`store::OfflineStore`] trait and its backends (feature history per view version).
 //! - [`error`]: [`OfflineError`] and the [`Result`] alias.
 //!
 //! [`ValueType`]: quiver_core::ValueType
@@ -19,6 +20,7 @@
 pub mod error;
 pub mod sample;
 pub mod source;
+pub mod store;
 
 pub use error::{OfflineError, Result};
 pub use sample::{SampleSummary, write_quickstart_data, write_sample};
