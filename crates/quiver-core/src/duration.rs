@@ -17,18 +17,34 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("invalid duration `{text}`: {e}"))
 }
 
-/// Formats a duration in the largest unit that divides it exactly (`7d`, `36h`, `90s`).
+/// Formats a duration in the largest unit that divides it exactly (`7d`, `36h`, `90s`). Weeks
+/// are spelled in days, so a `7d` window keeps its name (`amount__sum__7d`).
 pub fn format(d: Duration) -> String {
     let secs = d.as_secs();
     if d.subsec_nanos() != 0 {
         return format!("{}ms", d.as_millis());
     }
-    for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }
     format!("{secs}s")
+}
+
+/// Serde helpers storing a duration as its formatted string.
+pub mod serde_req {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Serde helpers storing an optional duration as its formatted string.

@@ -78,13 +78,137 @@ pub struct FeatureView {
     #[serde(default, with = "crate::duration::serde_opt")]
     pub ttl: Option<Duration>,
     pub fields: Vec<Field>,
+    /// For derived views: how each field is computed from the source, aligned with `fields`
+    /// (empty for plain views, whose fields are source columns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<Transform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
 }
 
+/// Aggregation functions of rolling windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggFunction {
+    Sum,
+    Mean,
+    Count,
+    Min,
+    Max,
+    /// Sample standard deviation (n - 1); null with fewer than two values.
+    Std,
+    /// The value of the latest event in the window.
+    Last,
+}
+
+impl AggFunction {
+    pub const ALL: [AggFunction; 7] = [
+        AggFunction::Sum,
+        AggFunction::Mean,
+        AggFunction::Count,
+        AggFunction::Min,
+        AggFunction::Max,
+        AggFunction::Std,
+        AggFunction::Last,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunction::Sum => "sum",
+            AggFunction::Mean => "mean",
+            AggFunction::Count => "count",
+            AggFunction::Min => "min",
+            AggFunction::Max => "max",
+            AggFunction::Std => "std",
+            AggFunction::Last => "last",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AggFunction> {
+        Some(match text {
+            "sum" => AggFunction::Sum,
+            "mean" | "avg" => AggFunction::Mean,
+            "count" => AggFunction::Count,
+            "min" => AggFunction::Min,
+            "max" => AggFunction::Max,
+            "std" | "stddev" => AggFunction::Std,
+            "last" => AggFunction::Last,
+            _ => return None,
+        })
+    }
+}
+
+/// Time-series helpers over a per-entity price column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeriesKind {
+    Return,
+    Volatility,
+    Momentum,
+}
+
+impl SeriesKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SeriesKind::Return => "return",
+            SeriesKind::Volatility => "volatility",
+            SeriesKind::Momentum => "momentum",
+        }
+    }
+}
+
+/// How one derived feature is computed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Transform {
+    /// `function` over the events in `(t - window, t]`.
+    Window {
+        column: String,
+        function: AggFunction,
+        #[serde(with = "crate::duration::serde_req")]
+        window: Duration,
+    },
+    /// A function of the last `periods` rows up to t.
+    Series {
+        column: String,
+        series: SeriesKind,
+        periods: u32,
+    },
+}
+
+impl Transform {
+    /// The source column it reads.
+    pub fn column(&self) -> &str {
+        match self {
+            Transform::Window { column, .. } | Transform::Series { column, .. } => column,
+        }
+    }
+}
+
 impl FeatureView {
+    /// A view whose features are computed (aggregations, time series) rather than read.
+    pub fn is_derived(&self) -> bool {
+        !self.transforms.is_empty()
+    }
+
+    /// The source columns a view reads besides keys and timestamps: its fields for a plain view,
+    /// the distinct transform inputs for a derived one.
+    pub fn source_columns(&self) -> Vec<String> {
+        if self.is_derived() {
+            let mut cols: Vec<String> = Vec::new();
+            for t in &self.transforms {
+                if !cols.iter().any(|c| c == t.column()) {
+                    cols.push(t.column().to_string());
+                }
+            }
+            cols
+        } else {
+            self.fields.iter().map(|f| f.name.clone()).collect()
+        }
+    }
+
     pub fn field_index(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
     }

@@ -52,11 +52,45 @@ pub struct FeatureViewDef {
     pub source: String,
     #[serde(default)]
     pub ttl: Option<String>,
+    /// Plain features, read as they are from the source.
+    #[serde(default)]
     pub fields: Vec<FieldDef>,
+    /// Rolling-window aggregations: features `{column}__{function}__{window}`.
+    #[serde(default)]
+    pub aggregations: Vec<AggregationDef>,
+    /// Per-entity price helpers: features `{column}__return__{n}`, `__volatility__{n}`,
+    /// `__momentum__{n}`.
+    #[serde(default)]
+    pub time_series: Vec<TimeSeriesDef>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationDef {
+    pub column: String,
+    /// `sum`, `mean`, `count`, `min`, `max`, `std`, `last`.
+    pub functions: Vec<String>,
+    /// Durations: `1h`, `1d`, `7d`, `30d`.
+    pub windows: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSeriesDef {
+    pub column: String,
+    /// N-period returns `close_t / close_(t-N) - 1`.
+    #[serde(default)]
+    pub returns: Vec<u32>,
+    /// Sample std of the last N log returns.
+    #[serde(default)]
+    pub volatility: Vec<u32>,
+    /// `close_t - close_(t-N)`.
+    #[serde(default)]
+    pub momentum: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]

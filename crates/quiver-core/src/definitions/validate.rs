@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::serialize::{DefinitionsFile, FieldDef};
+use super::serialize::{DefinitionsFile, FeatureViewDef, FieldDef};
 use super::{
-    Constraints, Definitions, Entity, FeatureRef, FeatureService, FeatureView, Field, JoinKey,
-    Source, SourceFormat,
+    AggFunction, Constraints, Definitions, Entity, FeatureRef, FeatureService, FeatureView, Field,
+    JoinKey, SeriesKind, Source, SourceFormat, Transform,
 };
 use crate::error::CoreError;
 use crate::value::{ScalarType, Value, ValueType};
@@ -211,10 +211,23 @@ impl Definitions {
                         None
                     }
                 };
-                if v.fields.is_empty() {
-                    ctx.err(file, format!("{what}: field `fields` is empty"));
+                let derived = !v.aggregations.is_empty() || !v.time_series.is_empty();
+                if v.fields.is_empty() && !derived {
+                    ctx.err(file, format!("{what}: field `fields` is empty (give `fields`, `aggregations` or `time_series`)"));
+                }
+                if !v.fields.is_empty() && derived {
+                    ctx.err(file, format!("{what}: give either `fields` (read from the source) or `aggregations`/`time_series` (computed), not both; split them into two views"));
                 }
                 let mut fields: Vec<Field> = Vec::new();
+                let mut transforms: Vec<Transform> = Vec::new();
+                for (field, transform) in derived_features(&mut ctx, file, &what, v) {
+                    if fields.iter().any(|f| f.name == field.name) {
+                        ctx.err(file, format!("{what}: feature `{}` is declared twice", field.name));
+                        continue;
+                    }
+                    fields.push(field);
+                    transforms.push(transform);
+                }
                 for fd in &v.fields {
                     let fwhat = format!("{what}: field `{}`", fd.name);
                     ctx.name(file, &format!("{what}: feature"), &fd.name);
@@ -245,6 +258,7 @@ impl Definitions {
                         source: v.source.clone(),
                         ttl,
                         fields,
+                        transforms,
                         description: v.description.clone(),
                         tags: v.tags.clone(),
                     },
@@ -313,6 +327,103 @@ impl Definitions {
             Err(CoreError::Definitions(ctx.errors))
         }
     }
+}
+
+/// The features of `aggregations` and `time_series`, with how each is computed.
+fn derived_features(
+    ctx: &mut Ctx,
+    file: &str,
+    what: &str,
+    v: &FeatureViewDef,
+) -> Vec<(Field, Transform)> {
+    let mut out = Vec::new();
+    let field = |name: String, value_type: ValueType| Field {
+        name,
+        value_type,
+        constraints: Constraints::default(),
+        description: None,
+    };
+    for (i, a) in v.aggregations.iter().enumerate() {
+        let awhat = format!("{what}: field `aggregations[{i}]`");
+        ctx.name(file, &format!("{awhat}: column"), &a.column);
+        if a.functions.is_empty() || a.windows.is_empty() {
+            ctx.err(file, format!("{awhat}: `functions` and `windows` must not be empty"));
+        }
+        let mut windows = Vec::new();
+        for w in &a.windows {
+            match crate::duration::parse(w) {
+                Ok(d) if d.is_zero() => ctx.err(file, format!("{awhat}: window `{w}` is zero")),
+                Ok(d) => windows.push(d),
+                Err(e) => ctx.err(file, format!("{awhat}: `windows`: {e}")),
+            }
+        }
+        for f in &a.functions {
+            let Some(function) = AggFunction::parse(f) else {
+                let names: Vec<&str> = AggFunction::ALL.iter().map(|f| f.name()).collect();
+                ctx.err(
+                    file,
+                    format!("{awhat}: unknown function `{f}`; expected one of {}", names.join(", ")),
+                );
+                continue;
+            };
+            for window in &windows {
+                let name = format!(
+                    "{}__{}__{}",
+                    a.column,
+                    function.name(),
+                    crate::duration::format(*window)
+                );
+                let ty = if function == AggFunction::Count {
+                    ScalarType::Int64
+                } else {
+                    ScalarType::Float64
+                };
+                out.push((
+                    field(name, ValueType::Scalar(ty)),
+                    Transform::Window {
+                        column: a.column.clone(),
+                        function,
+                        window: *window,
+                    },
+                ));
+            }
+        }
+    }
+    for (i, t) in v.time_series.iter().enumerate() {
+        let twhat = format!("{what}: field `time_series[{i}]`");
+        ctx.name(file, &format!("{twhat}: column"), &t.column);
+        for (kind, periods) in [
+            (SeriesKind::Return, &t.returns),
+            (SeriesKind::Volatility, &t.volatility),
+            (SeriesKind::Momentum, &t.momentum),
+        ] {
+            for &n in periods {
+                let min = if kind == SeriesKind::Volatility { 2 } else { 1 };
+                if n < min {
+                    ctx.err(
+                        file,
+                        format!("{twhat}: `{}` period {n} must be at least {min}", kind.name()),
+                    );
+                    continue;
+                }
+                out.push((
+                    field(
+                        format!("{}__{}__{n}", t.column, kind.name()),
+                        ValueType::Scalar(ScalarType::Float64),
+                    ),
+                    Transform::Series {
+                        column: t.column.clone(),
+                        series: kind,
+                        periods: n,
+                    },
+                ));
+            }
+        }
+        if t.returns.is_empty() && t.volatility.is_empty() && t.momentum.is_empty() {
+            ctx.err(file, format!("{twhat}: give at least one of `returns`, `volatility`, `momentum`"));
+        }
+    }
+    out
 }
 
 fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -453,6 +564,55 @@ feature_services:
             .clone();
         assert_eq!(a.schema_fingerprint(), b.schema_fingerprint());
         assert_ne!(a.schema_fingerprint(), c.schema_fingerprint());
+    }
+
+    const AGG: &str = r#"
+entities: [{name: user, join_keys: [user_id]}]
+sources: [{name: tx, path: tx.parquet, timestamp_field: event_time}]
+feature_views:
+  - name: user_spend
+    entities: [user]
+    source: tx
+    aggregations:
+      - {column: amount, functions: [sum, count, std], windows: [1h, 7d]}
+    time_series:
+      - {column: amount, returns: [1], volatility: [20]}
+"#;
+
+    #[test]
+    fn aggregations_generate_named_features() {
+        let d = build(AGG).unwrap();
+        let v = &d.feature_views["user_spend"];
+        let names: Vec<&str> = v.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "amount__sum__1h",
+                "amount__sum__7d",
+                "amount__count__1h",
+                "amount__count__7d",
+                "amount__std__1h",
+                "amount__std__7d",
+                "amount__return__1",
+                "amount__volatility__20",
+            ]
+        );
+        assert_eq!(v.fields[2].value_type.to_string(), "int64");
+        assert_eq!(v.transforms.len(), v.fields.len());
+        assert!(v.is_derived());
+        assert_eq!(v.source_columns(), vec!["amount".to_string()]);
+    }
+
+    #[test]
+    fn aggregation_errors_name_the_problem() {
+        let err = build(&AGG.replace("std]", "median]")).unwrap_err().to_string();
+        assert!(err.contains("field `aggregations[0]`: unknown function `median`"), "{err}");
+        let err = build(&AGG.replace("7d]", "7 parsecs]")).unwrap_err().to_string();
+        assert!(err.contains("`windows`"), "{err}");
+        let err = build(&AGG.replace("    time_series:", "    fields: [{name: a, type: int64}]\n    time_series:"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]
