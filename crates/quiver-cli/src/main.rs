@@ -34,6 +34,14 @@ enum Command {
     Apply(commands::apply::Args),
     /// Load the latest row per entity from each view's source into the online store.
     Materialize(commands::materialize::Args),
+    /// Materialize every view from its last watermark up to now.
+    MaterializeIncremental(commands::incremental::Args),
+    /// Compute views' features over a range into the offline store.
+    Build(commands::build::Args),
+    /// Build a point-in-time-correct training set from entity rows.
+    Historical(commands::historical::Args),
+    /// Delete offline history older than each view's `retention`.
+    Prune(commands::incremental::PruneArgs),
     /// Print online feature values for entities.
     Get(commands::get::Args),
     /// Run the HTTP feature server.
@@ -62,6 +70,12 @@ fn main() -> std::process::ExitCode {
             Command::Init(args) => commands::init::run(args),
             Command::Apply(args) => commands::apply::run(&cli.project, args).await,
             Command::Materialize(args) => commands::materialize::run(&cli.project, args).await,
+            Command::MaterializeIncremental(args) => {
+                commands::incremental::run(&cli.project, args).await
+            }
+            Command::Build(args) => commands::build::run(&cli.project, args).await,
+            Command::Historical(args) => commands::historical::run(&cli.project, args).await,
+            Command::Prune(args) => commands::incremental::prune(&cli.project, args).await,
             Command::Get(args) => commands::get::run(&cli.project, args).await,
             Command::Serve(args) => commands::serve::run(&cli.project, args).await,
         }

@@ -262,3 +262,55 @@ fn materialize_reports_rejected_rows() {
     assert!(!strict.status.success());
     assert!(String::from_utf8_lossy(&strict.stderr).contains("strict mode"));
 }
+
+#[test]
+fn training_set_walkthrough() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = init(root.path());
+    ok(quiver(&dir, &["apply"], &[]));
+    let out = ok(quiver(&dir, &["build"], &[]));
+    assert!(
+        out.contains("user_spend v1: 300000 rows into parquet directory"),
+        "{out}"
+    );
+    let train = root.path().join("train.parquet");
+    let labels = dir.join("data/labels.csv");
+    let out = ok(quiver(
+        &dir,
+        &[
+            "historical",
+            "--entities",
+            labels.to_str().unwrap(),
+            "--feature-service",
+            "fraud_model",
+            "--out",
+            train.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(out.contains("1000 rows x 8 columns"), "{out}");
+    let batch = quiver::offline_io::read_file(&train).unwrap();
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "user_id",
+            "event_timestamp",
+            "label",
+            "age",
+            "country",
+            "amount__sum__7d",
+            "amount__count__1d",
+            "amount__mean__30d"
+        ]
+    );
+    let out = ok(quiver(&dir, &["materialize-incremental"], &[]));
+    assert!(out.contains("user_spend v1"), "{out}");
+    let out = ok(quiver(&dir, &["prune"], &[]));
+    assert!(out.contains("user_spend: 0 rows"), "{out}");
+}

@@ -12,12 +12,17 @@
 //!     per-value conversion (checked narrowing, exact decimals, nanosecond timestamps).
 //!   - `source/latest.rs`: the latest-row-per-entity fold over batches.
 //! - [`sample`]: deterministic quickstart data (`users.parquet`, `transactions.parquet`).
+//! - [`compute`]: the engine's hot-path operators over Arrow columns: key interning, the
+//!   point-in-time join, rolling-window aggregations, price time-series helpers.
 //! - [`store`]: the [`store::OfflineStore`] trait and its backends (feature history per view version).
+//! - [`io`]: whole-file reads of entity files and Parquet writes of training sets.
 //! - [`error`]: [`OfflineError`] and the [`Result`] alias.
 //!
 //! [`ValueType`]: quiver_core::ValueType
 
+pub mod compute;
 pub mod error;
+pub mod io;
 pub mod sample;
 pub mod source;
 pub mod store;
@@ -26,4 +31,5 @@ pub use error::{OfflineError, Result};
 pub use sample::{SampleSummary, write_quickstart_data, write_sample};
 pub use source::{
     LatestRows, ReadRequest, check_source, read_columns, read_latest, read_latest_with_batch_size,
+    read_table, table_layout,
 };

@@ -3,9 +3,13 @@
 //! Layout:
 //! - [`redis`]: [`RedisServer`], a real `redis-server` on an ephemeral loopback port, in its own
 //!   temporary directory, stopped by pid when dropped.
+//! - [`postgres`]: [`PostgresServer`], a fresh `initdb` cluster served by `postgres` on an
+//!   ephemeral loopback port, stopped and deleted when dropped.
 //!
 //! Fixtures use plain `std` (no async runtime), so any test, sync or async, can use them.
 
+pub mod postgres;
 pub mod redis;
 
+pub use postgres::PostgresServer;
 pub use redis::RedisServer;

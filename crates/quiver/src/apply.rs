@@ -74,11 +74,12 @@ impl FeatureStore {
             let view: FeatureView = view.clone();
             let source = source.clone();
             let result = tokio::task::spawn_blocking(move || {
+                let fields = crate::offline::source_fields(&view);
                 quiver_offline::check_source(&quiver_offline::ReadRequest {
                     path: &path,
                     source: &source,
                     join_keys: &view.join_keys,
-                    fields: &view.fields,
+                    fields: &fields,
                     start: None,
                     end: None,
                 })

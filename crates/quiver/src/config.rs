@@ -25,14 +25,21 @@ fn default_features_dir() -> String {
     "features".to_string()
 }
 
-/// The offline store block (`type: parquet` for now).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// The offline store block: `type: parquet` (default, `path`) or `type: postgres` (`url`,
+/// `schema`, `pool_size`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum OfflineStoreConfig {
-    Parquet {
-        #[serde(default = "default_offline_path")]
-        path: String,
-    },
+    Parquet(ParquetConfig),
+    Postgres(quiver_offline::store::PostgresConfig),
+}
+
+/// The Parquet offline store: a directory of Parquet files.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    #[serde(default = "default_offline_path")]
+    pub path: String,
 }
 
 fn default_offline_path() -> String {
@@ -41,8 +48,18 @@ fn default_offline_path() -> String {
 
 impl Default for OfflineStoreConfig {
     fn default() -> Self {
-        OfflineStoreConfig::Parquet {
+        OfflineStoreConfig::Parquet(ParquetConfig {
             path: default_offline_path(),
+        })
+    }
+}
+
+impl OfflineStoreConfig {
+    /// A one-line description with secrets redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            OfflineStoreConfig::Parquet(p) => format!("parquet ({})", p.path),
+            OfflineStoreConfig::Postgres(p) => format!("postgres ({})", p.redacted_url()),
         }
     }
 }
@@ -113,7 +130,7 @@ impl Default for MaterializeConfig {
 }
 
 /// The whole project configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     /// Project name; part of every online key (`quiver:{project}:...`).

@@ -42,7 +42,7 @@ impl ErrorKind {
 pub enum Error {
     #[error("{0}")]
     Config(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Definitions(#[from] CoreError),
     #[error("{0}")]
     InvalidRequest(String),
@@ -81,6 +81,7 @@ impl Error {
                 OnlineError::Config(_) => ErrorKind::Config,
                 OnlineError::Corrupt { .. } | OnlineError::Unsupported(_) => ErrorKind::Internal,
             },
+            Error::Offline(OfflineError::Store { .. }) => ErrorKind::Unavailable,
             Error::Offline(_) => ErrorKind::InvalidArgument,
             Error::Io { .. } => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,

@@ -72,6 +72,9 @@ pub fn init_project(dir: &Path, project: Option<&str>, seed: u64) -> Result<Init
     let summary = quiver_offline::sample::write_quickstart_data(&data, now, seed)?;
     files.push(data.join("users.parquet"));
     files.push(data.join("transactions.parquet"));
+    let labels = data.join("labels.csv");
+    std::fs::write(&labels, label_rows(now, 1_000)).map_err(|e| Error::io(&labels, e))?;
+    files.push(labels);
     Ok(InitReport {
         dir: dir.to_path_buf(),
         files,
@@ -79,4 +82,18 @@ pub fn init_project(dir: &Path, project: Option<&str>, seed: u64) -> Result<Init
         user_rows: summary.user_rows,
         transactions: summary.transactions,
     })
+}
+
+/// Entity rows for the training-set walkthrough: `user_id`, `event_timestamp` (spread over the
+/// last 80 days) and a made-up `label`, deterministic so the README's output is reproducible.
+fn label_rows(now_ns: i64, rows: u64) -> String {
+    let mut out = String::from("user_id,event_timestamp,label\n");
+    let day = 86_400_000_000_000i64;
+    for i in 0..rows {
+        let user = (i * 7919 + 13) % 10_000;
+        let back = ((i * 104_729) % (80 * 24)) as i64 * (day / 24);
+        let ts = quiver_core::value::format_timestamp(now_ns - back - day / 2);
+        out.push_str(&format!("{user},{ts},{}\n", (i * 31) % 7 == 0));
+    }
+    out
 }

@@ -24,6 +24,7 @@
 //! - [`registry`]: applied definitions with view versions and apply history.
 //! - [`store`]: [`FeatureStore`], opening a project and its online store.
 //! - [`apply`], [`materialize`], [`online`]: the operations.
+//! - [`offline`]: `build` into the offline store, point-in-time training sets, derived views.
 //! - [`init`]: the example project `quiver init` writes.
 
 pub mod apply;
@@ -32,6 +33,7 @@ pub mod definitions;
 pub mod error;
 pub mod init;
 pub mod materialize;
+pub mod offline;
 pub mod online;
 pub mod registry;
 pub mod store;
@@ -41,8 +43,10 @@ pub use config::{Project, ProjectConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use init::{InitReport, init_project};
 pub use materialize::{MaterializeOptions, MaterializeReport, NoProgress, Progress, ViewReport};
+pub use offline::{BuildOptions, BuildViewReport, HistoricalOptions};
 pub use online::{FeatureColumn, FeatureSelection, OnlineRequest, OnlineResponse};
 pub use store::{FeatureStore, ServedView};
 
 pub use quiver_core as core;
+pub use quiver_offline::io as offline_io;
 pub use quiver_online as online_store;

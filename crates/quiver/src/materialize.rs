@@ -140,6 +140,16 @@ impl FeatureStore {
         })?;
         let path = self.project().resolve(&source.path);
         let read_view = view.clone();
+        if view.is_derived() {
+            let derived = tokio::task::spawn_blocking(move || {
+                crate::offline::evaluate_latest(&path, &source, &read_view, end)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("source read task failed: {e}")))??;
+            return self
+                .write_materialized(name, &served, derived, strict, started, progress)
+                .await;
+        }
         let latest = tokio::task::spawn_blocking(move || {
             quiver_offline::read_latest(&quiver_offline::ReadRequest {
                 path: &path,
@@ -153,6 +163,20 @@ impl FeatureStore {
         .await
         .map_err(|e| Error::Internal(format!("source read task failed: {e}")))??;
 
+        self.write_materialized(name, &served, latest, strict, started, progress)
+            .await
+    }
+
+    async fn write_materialized(
+        &self,
+        name: &str,
+        served: &crate::store::ServedView,
+        latest: quiver_offline::LatestRows,
+        strict: bool,
+        started: Instant,
+        progress: &dyn Progress,
+    ) -> Result<ViewReport> {
+        let view = &served.definition;
         let mut report = ViewReport {
             view: name.to_string(),
             version: served.table.version,
@@ -162,7 +186,7 @@ impl FeatureStore {
         };
         let mut valid = Vec::with_capacity(latest.rows.len());
         for (key, record) in latest.rows {
-            match validate_row(&view, &key, &record) {
+            match validate_row(view, &key, &record) {
                 Ok(()) => valid.push((key, record)),
                 Err(msg) if strict => {
                     return Err(Error::InvalidRequest(format!(
@@ -190,6 +214,39 @@ impl FeatureStore {
         report.skipped_older = total.skipped_older as u64;
         report.seconds = started.elapsed().as_secs_f64();
         progress.view_finished(&report);
+        Ok(report)
+    }
+}
+
+impl FeatureStore {
+    /// Materializes every view from its watermark (the end of its last materialization, kept in
+    /// the registry per view version) up to now, then advances the watermarks.
+    pub async fn materialize_incremental(
+        &mut self,
+        progress: &dyn Progress,
+    ) -> Result<MaterializeReport> {
+        let end = quiver_online::now_ns();
+        let registry = self.registry()?.clone();
+        let mut report = MaterializeReport::default();
+        for (name, view) in &registry.feature_views {
+            let key = format!("{name}:v{}", view.version);
+            let start = registry.watermarks.get(&key).copied();
+            let options = MaterializeOptions {
+                views: vec![name.clone()],
+                start,
+                end: Some(end),
+                strict: None,
+            };
+            report
+                .views
+                .extend(self.materialize(&options, progress).await?.views);
+            // Record each view's watermark as soon as it is done, so a failure later keeps it.
+            let path = self.registry_path();
+            let mut current = crate::registry::Registry::load(&path)?.unwrap_or(registry.clone());
+            current.watermarks.insert(key, end);
+            current.save(&path)?;
+            self.set_registry(Some(current))?;
+        }
         Ok(report)
     }
 }

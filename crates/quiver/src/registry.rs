@@ -89,6 +89,9 @@ pub struct Registry {
     pub feature_services: BTreeMap<String, FeatureService>,
     pub versions: BTreeMap<String, VersionHistory>,
     pub history: Vec<ApplyRecord>,
+    /// Per `view:v{version}`: event time (ns) up to which it was materialized.
+    #[serde(default)]
+    pub watermarks: BTreeMap<String, i64>,
 }
 
 impl Registry {

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod build;
 pub mod get;
+pub mod historical;
+pub mod incremental;
 pub mod init;
 pub mod materialize;
 pub mod serve;

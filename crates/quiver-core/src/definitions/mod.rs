@@ -77,6 +77,13 @@ pub struct FeatureView {
     /// falls back to the online store's default.
     #[serde(default, with = "crate::duration::serde_opt")]
     pub ttl: Option<Duration>,
+    /// Offline history older than this is deleted by `quiver prune`; `None` keeps everything.
+    #[serde(
+        default,
+        with = "crate::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention: Option<Duration>,
     pub fields: Vec<Field>,
     /// For derived views: how each field is computed from the source, aligned with `fields`
     /// (empty for plain views, whose fields are source columns).

@@ -52,6 +52,9 @@ pub struct FeatureViewDef {
     pub source: String,
     #[serde(default)]
     pub ttl: Option<String>,
+    /// How long the offline store keeps this view's history (`quiver prune`).
+    #[serde(default)]
+    pub retention: Option<String>,
     /// Plain features, read as they are from the source.
     #[serde(default)]
     pub fields: Vec<FieldDef>,

@@ -211,6 +211,18 @@ impl Definitions {
                         None
                     }
                 };
+                let retention = match v
+                    .retention
+                    .as_deref()
+                    .map(crate::duration::parse)
+                    .transpose()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        ctx.err(file, format!("{what}: field `retention`: {e}"));
+                        None
+                    }
+                };
                 let derived = !v.aggregations.is_empty() || !v.time_series.is_empty();
                 if v.fields.is_empty() && !derived {
                     ctx.err(file, format!("{what}: field `fields` is empty (give `fields`, `aggregations` or `time_series`)"));
@@ -222,7 +234,10 @@ impl Definitions {
                 let mut transforms: Vec<Transform> = Vec::new();
                 for (field, transform) in derived_features(&mut ctx, file, &what, v) {
                     if fields.iter().any(|f| f.name == field.name) {
-                        ctx.err(file, format!("{what}: feature `{}` is declared twice", field.name));
+                        ctx.err(
+                            file,
+                            format!("{what}: feature `{}` is declared twice", field.name),
+                        );
                         continue;
                     }
                     fields.push(field);
@@ -257,6 +272,7 @@ impl Definitions {
                         join_keys,
                         source: v.source.clone(),
                         ttl,
+                        retention,
                         fields,
                         transforms,
                         description: v.description.clone(),
@@ -347,7 +363,10 @@ fn derived_features(
         let awhat = format!("{what}: field `aggregations[{i}]`");
         ctx.name(file, &format!("{awhat}: column"), &a.column);
         if a.functions.is_empty() || a.windows.is_empty() {
-            ctx.err(file, format!("{awhat}: `functions` and `windows` must not be empty"));
+            ctx.err(
+                file,
+                format!("{awhat}: `functions` and `windows` must not be empty"),
+            );
         }
         let mut windows = Vec::new();
         for w in &a.windows {
@@ -362,7 +381,10 @@ fn derived_features(
                 let names: Vec<&str> = AggFunction::ALL.iter().map(|f| f.name()).collect();
                 ctx.err(
                     file,
-                    format!("{awhat}: unknown function `{f}`; expected one of {}", names.join(", ")),
+                    format!(
+                        "{awhat}: unknown function `{f}`; expected one of {}",
+                        names.join(", ")
+                    ),
                 );
                 continue;
             };
@@ -402,7 +424,10 @@ fn derived_features(
                 if n < min {
                     ctx.err(
                         file,
-                        format!("{twhat}: `{}` period {n} must be at least {min}", kind.name()),
+                        format!(
+                            "{twhat}: `{}` period {n} must be at least {min}",
+                            kind.name()
+                        ),
                     );
                     continue;
                 }
@@ -420,7 +445,10 @@ fn derived_features(
             }
         }
         if t.returns.is_empty() && t.volatility.is_empty() && t.momentum.is_empty() {
-            ctx.err(file, format!("{twhat}: give at least one of `returns`, `volatility`, `momentum`"));
+            ctx.err(
+                file,
+                format!("{twhat}: give at least one of `returns`, `volatility`, `momentum`"),
+            );
         }
     }
     out
@@ -605,13 +633,23 @@ feature_views:
 
     #[test]
     fn aggregation_errors_name_the_problem() {
-        let err = build(&AGG.replace("std]", "median]")).unwrap_err().to_string();
-        assert!(err.contains("field `aggregations[0]`: unknown function `median`"), "{err}");
-        let err = build(&AGG.replace("7d]", "7 parsecs]")).unwrap_err().to_string();
-        assert!(err.contains("`windows`"), "{err}");
-        let err = build(&AGG.replace("    time_series:", "    fields: [{name: a, type: int64}]\n    time_series:"))
+        let err = build(&AGG.replace("std]", "median]"))
             .unwrap_err()
             .to_string();
+        assert!(
+            err.contains("field `aggregations[0]`: unknown function `median`"),
+            "{err}"
+        );
+        let err = build(&AGG.replace("7d]", "7 parsecs]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`windows`"), "{err}");
+        let err = build(&AGG.replace(
+            "    time_series:",
+            "    fields: [{name: a, type: int64}]\n    time_series:",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("not both"), "{err}");
     }
 

@@ -12,6 +12,9 @@ mod convert;
 mod csv;
 mod latest;
 mod parquet;
+mod table;
+
+pub use table::{column_to_nanos, read_table, table_layout};
 
 use std::path::Path;
 

@@ -24,6 +24,12 @@ use quiver_core::{FeatureView, ScalarType, ValueType};
 
 use crate::error::{OfflineError, Result};
 
+pub mod parquet;
+pub mod postgres;
+
+pub use parquet::ParquetOfflineStore;
+pub use postgres::{PostgresConfig, PostgresOfflineStore};
+
 /// The name of the event-time column in every offline table.
 pub const EVENT_TIMESTAMP: &str = "event_timestamp";
 /// The name of the created-time column in every offline table.

@@ -1,0 +1,57 @@
+//! `quiver build`: compute features over a range into the offline store (and online).
+
+use std::path::Path;
+
+use quiver::{BuildOptions, MaterializeOptions, NoProgress};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Views to build (comma-separated or repeated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    views: Vec<String>,
+    /// Start of the range (RFC 3339); default: all history.
+    #[arg(long)]
+    start: Option<String>,
+    /// End of the range, exclusive (default: now).
+    #[arg(long)]
+    end: Option<String>,
+    /// Also write the latest value per entity (windows evaluated at the end) online.
+    #[arg(long)]
+    online: bool,
+}
+
+pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
+    let store = quiver::FeatureStore::open(project).await?;
+    let start = args.start.as_deref().map(super::parse_time).transpose()?;
+    let end = args.end.as_deref().map(super::parse_time).transpose()?;
+    let reports = store
+        .build(&BuildOptions {
+            views: args.views.clone(),
+            start,
+            end,
+        })
+        .await?;
+    for r in &reports {
+        println!(
+            "{} v{}: {} rows into {} ({:.2}s)",
+            r.view, r.version, r.rows, r.table, r.seconds
+        );
+    }
+    if args.online {
+        let report = store
+            .materialize(
+                &MaterializeOptions {
+                    views: args.views,
+                    start,
+                    end,
+                    strict: None,
+                },
+                &NoProgress,
+            )
+            .await?;
+        for v in &report.views {
+            println!("{} v{}: {} entities online", v.view, v.version, v.written);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! [`ParquetOfflineStore`]: the async face of the table operations in `table.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+use tokio::sync::RwLock;
+
+use super::files::store_error;
+use super::input::conform_batches;
+use super::table;
+use crate::error::Result;
+use crate::store::{OfflineStore, OfflineTable};
+
+/// Offline tables as Parquet files under one root directory (see the module docs for layout
+/// and crash safety).
+pub struct ParquetOfflineStore {
+    root: PathBuf,
+    /// One lock per table: reads share it, changes take it alone, so a reader never sees a
+    /// file disappear under it and two writes never race on one manifest. A std mutex guards
+    /// the map only for the lookup, never across an await.
+    locks: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+}
+
+impl ParquetOfflineStore {
+    /// A store rooted at `root` (created on the first `ensure_table`).
+    pub fn new(root: PathBuf) -> ParquetOfflineStore {
+        ParquetOfflineStore {
+            root,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a table.
+    pub fn table_dir(&self, table: &OfflineTable) -> PathBuf {
+        self.root.join(table.qualified_name())
+    }
+
+    fn lock(&self, table: &OfflineTable) -> Arc<RwLock<()>> {
+        // A poisoned map only means another thread panicked while inserting; the map is intact.
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(table.qualified_name()).or_default().clone()
+    }
+}
+
+impl std::fmt::Debug for ParquetOfflineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetOfflineStore")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs file I/O and Parquet coding on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| store_error(format!("a blocking file task failed (this is a bug): {e}")))?
+}
+
+#[async_trait]
+impl OfflineStore for ParquetOfflineStore {
+    fn kind(&self) -> &'static str {
+        "parquet"
+    }
+
+    async fn ensure_table(&self, table: &OfflineTable) -> Result<String> {
+        let dir = self.table_dir(table);
+        let lock = self.lock(table);
+        let _guard = lock.write().await;
+        let target = dir.clone();
+        blocking(move || table::ensure(&target)).await?;
+        Ok(format!("parquet directory {}", dir.display()))
+    }
+
+    async fn write_range(
+        &self,
+        table: &OfflineTable,
+        start: i64,
+        end: i64,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        let batches = conform_batches(table, start, end, batches)?;
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let dir = self.table_dir(table);
+        let schema = table.schema.clone();
+        let lock = self.lock(table);
+        let _guard = lock.write().await;
+        blocking(move || {
+            table::replace(&dir, &schema, i128::from(start), i128::from(end), &batches)
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    async fn read_range(
+        &self,
+        table: &OfflineTable,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<RecordBatch>> {
+        let dir = self.table_dir(table);
+        let schema = table.schema.clone();
+        let start = start.map_or(i128::MIN, i128::from);
+        let end = end.map_or(i128::MAX, i128::from);
+        let lock = self.lock(table);
+        let _guard = lock.read().await;
+        blocking(move || table::read(&dir, &schema, start, end)).await
+    }
+
+    async fn prune(&self, table: &OfflineTable, before: i64) -> Result<u64> {
+        let dir = self.table_dir(table);
+        let schema = table.schema.clone();
+        let lock = self.lock(table);
+        let _guard = lock.write().await;
+        blocking(move || table::replace(&dir, &schema, i128::MIN, i128::from(before), &[])).await
+    }
+
+    async fn drop_table(&self, table: &OfflineTable) -> Result<()> {
+        let dir = self.table_dir(table);
+        let lock = self.lock(table);
+        let _guard = lock.write().await;
+        blocking(move || table::drop_dir(&dir)).await
+    }
+}

@@ -1,0 +1,2 @@
+-- Whether the TimescaleDB extension is installed in this database.
+SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'

@@ -1,0 +1,369 @@
+//! A throwaway PostgreSQL server for tests.
+//!
+//! Each [`PostgresServer`] is its own cluster: `initdb` into a temporary directory (user
+//! `postgres`, trust authentication, no fsync), then `postgres` on an ephemeral port on
+//! 127.0.0.1 with its Unix socket in that same directory, so tests never share state and never
+//! leave files behind. Fault tests [`kill`](PostgresServer::kill) it (SIGKILL, as a crash
+//! would) and [`restart`](PostgresServer::restart) it on the same port and data directory,
+//! which exercises crash recovery as well as a client's reconnection.
+//!
+//! PostgreSQL refuses to run as root. When the tests run as root (containers, CI), the fixture
+//! hands the temporary directory to the `postgres` system user and runs `initdb` and `postgres`
+//! through `setpriv`, which switches user and then execs, so the pid we hold is the server's own.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a fresh server may take to accept connections before we give up on it.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful (immediate-mode) shutdown may take before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Port picks that may collide with another test's server before we give up.
+const START_ATTEMPTS: usize = 5;
+/// The system user PostgreSQL runs as when the tests run as root.
+const SERVICE_USER: &str = "postgres";
+
+/// A running PostgreSQL server, stopped and deleted when dropped.
+pub struct PostgresServer {
+    child: Option<Child>,
+    port: u16,
+    bin_dir: PathBuf,
+    /// `Some((uid, gid))` of the user the server runs as when we are root.
+    run_as: Option<(u32, u32)>,
+    dir: tempfile::TempDir,
+}
+
+impl PostgresServer {
+    /// Creates a cluster with `initdb`, starts `postgres` on a free loopback port and waits
+    /// until it accepts connections.
+    ///
+    /// Panics if PostgreSQL is not installed or does not come up: a fixture failure is a broken
+    /// test environment, not a test result.
+    pub fn start() -> PostgresServer {
+        let bin_dir = find_bin_dir().unwrap_or_else(|| {
+            panic!(
+                "`initdb` is neither on PATH nor under /usr/lib/postgresql/*/bin; the PostgreSQL \
+                 tests need a real server (install it with `apt-get install -y postgresql`)"
+            )
+        });
+        let run_as = if is_root() {
+            Some(user_ids(SERVICE_USER).unwrap_or_else(|e| {
+                panic!(
+                    "running as root, and PostgreSQL refuses to: need the `{SERVICE_USER}` \
+                     system user to run it as ({e})"
+                )
+            }))
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("quiver-pg-")
+            .tempdir()
+            .expect("create a temporary directory for PostgreSQL");
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("hand the temporary directory to the postgres user");
+        }
+        let mut server = PostgresServer {
+            child: None,
+            port: 0,
+            bin_dir,
+            run_as,
+            dir,
+        };
+        server.init_cluster();
+        let mut last_error = String::new();
+        // The port is free when we pick it but not reserved: another process may take it before
+        // postgres binds. Such a server exits at once, so pick another port and try again.
+        for _ in 0..START_ATTEMPTS {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("postgres did not start after {START_ATTEMPTS} attempts: {last_error}");
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres` (trust authentication: no password).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The postmaster's process id, or `None` after [`kill`](Self::kill).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the postmaster with SIGKILL (as a crash would) and reaps it. Its backends notice
+    /// the postmaster is gone and exit on their own.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Errors mean the process already exited; either way it is gone after `wait`.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server if it runs, then starts it again on the same port and data directory
+    /// (running crash recovery), and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + START_TIMEOUT;
+        // Orphaned backends of a killed postmaster hold its shared memory and the port for a
+        // moment; the new postmaster refuses to start until they are gone, so retry.
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("postgres did not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    /// A command for a PostgreSQL binary, run as the service user when we are root.
+    fn command(&self, program: &str) -> Command {
+        let binary = self.bin_dir.join(program);
+        match self.run_as {
+            Some((uid, gid)) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg("--")
+                    .arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        }
+    }
+
+    fn init_cluster(&self) {
+        let output = self
+            .command("initdb")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .args(["--encoding=UTF8", "--locale=C"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run initdb: {e}"));
+        if !output.status.success() {
+            panic!("initdb failed with {}: {}", output.status, both(&output));
+        }
+    }
+
+    /// Spawns the postmaster on `self.port` and waits until it accepts connections; on failure
+    /// the child is reaped and the error describes why.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.log_path();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let mut child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-p", &self.port.to_string()])
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // Speed without losing committed rows on `kill`: fsync only matters when the OS
+            // crashes. (`synchronous_commit=off` would lose recent commits on a SIGKILL.)
+            .args(["-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot run postgres: {e}"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "postgres on port {} exited with {status}; log: {}",
+                    self.port,
+                    read_log(&log)
+                ));
+            }
+            if self.is_ready(addr) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "postgres on port {} did not accept connections within {START_TIMEOUT:?}; \
+                     log: {}",
+                    self.port,
+                    read_log(&log)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port accepts TCP and, when `pg_isready` is installed, the server says it accepts
+    /// sessions (a listening server may still be in recovery and refuse them).
+    fn is_ready(&self, addr: SocketAddr) -> bool {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            return false;
+        }
+        let pg_isready = self.bin_dir.join("pg_isready");
+        if !pg_isready.is_file() {
+            return true;
+        }
+        Command::new(pg_isready)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-t", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Immediate shutdown (SIGQUIT: the postmaster stops its backends at once), then SIGKILL
+    /// if it lingers. Unlike a bare SIGKILL, this leaves no orphaned backends behind.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let quit = Command::new("kill")
+            .args(["-s", "QUIT", &child.id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if quit.is_ok_and(|s| s.success()) {
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where `initdb`, `postgres` and `pg_isready` live: the directory of `initdb` on PATH (Debian
+/// keeps the real binaries under /usr/lib/postgresql/<version>/bin, so symlinks are resolved),
+/// else the newest version under /usr/lib/postgresql.
+fn find_bin_dir() -> Option<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let initdb = dir.join("initdb");
+            if !initdb.is_file() {
+                continue;
+            }
+            let resolved = std::fs::canonicalize(&initdb).unwrap_or(initdb);
+            if let Some(parent) = resolved.parent().filter(|d| has_server(d)) {
+                return Some(parent.to_path_buf());
+            }
+            if has_server(&dir) {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            has_server(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    run_id(&["-u"]).is_ok_and(|uid| uid == 0)
+}
+
+/// `(uid, gid)` of a user, from `id` (std has no user database lookup).
+fn user_ids(user: &str) -> Result<(u32, u32), String> {
+    Ok((run_id(&["-u", user])?, run_id(&["-g", user])?))
+}
+
+fn run_id(args: &[&str]) -> Result<u32, String> {
+    let output = Command::new("id")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `id`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("`id {}` failed: {}", args.join(" "), both(&output)));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("`id {}` printed no number: {e}", args.join(" ")))
+}
+
+/// A port that was free a moment ago: bind port 0 and let the kernel choose, then release it.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+fn both(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
+}
