@@ -971,12 +971,17 @@ mod postgres_only {
             .unwrap();
         server.kill();
         assert!(server.pid().is_none());
-        assert!(store.read_range(&table, None, None).await.is_err());
+        // (No assertion that calls fail now: an orphaned backend may serve a query or two
+        // before it notices its postmaster died.)
         server.restart();
         assert_ne!(server.pid(), Some(first_pid));
-        // A connection broken by the crash may fail once before the pool replaces it.
+        // Each pooled connection broken by the crash may fail one call before the pool
+        // replaces it.
         let mut result = store.read_range(&table, None, None).await;
-        if result.is_err() {
+        for _ in 0..3 {
+            if result.is_ok() {
+                break;
+            }
             result = store.read_range(&table, None, None).await;
         }
         assert_eq!(event_times(&result.expect("reads after restart")), vec![D0]);
