@@ -141,6 +141,9 @@ fn sample_users_read_back_one_latest_row_per_user() {
         path: "data/users.parquet".into(),
         timestamp_field: "updated_at".into(),
         created_timestamp_field: None,
+        table: None,
+        query: None,
+        url: None,
         description: None,
     };
     let keys = [JoinKey {

@@ -31,6 +31,9 @@ fn source(format: SourceFormat, created: bool) -> Source {
         path: "unused".into(),
         timestamp_field: "ts".into(),
         created_timestamp_field: created.then(|| "created".into()),
+        table: None,
+        query: None,
+        url: None,
         description: None,
     }
 }

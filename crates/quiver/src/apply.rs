@@ -62,7 +62,8 @@ impl FeatureStore {
         for view in defs.feature_views.values() {
             let source = &defs.sources[&view.source];
             let path = self.project().resolve(&source.path);
-            if !path.exists() {
+            let is_file = source.format != quiver_core::SourceFormat::Postgres;
+            if is_file && !path.exists() {
                 warnings.push(format!(
                     "source `{}`: file `{}` does not exist yet (feature view `{}` cannot be materialized until it does)",
                     source.name,
@@ -72,7 +73,13 @@ impl FeatureStore {
                 continue;
             }
             let view: FeatureView = view.clone();
-            let source = source.clone();
+            let source = match self.resolve_source(source.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(format!("feature view `{}`: {e}", view.name));
+                    continue;
+                }
+            };
             let result = tokio::task::spawn_blocking(move || {
                 let fields = crate::offline::source_fields(&view);
                 quiver_offline::check_source(&quiver_offline::ReadRequest {

@@ -138,6 +138,7 @@ impl FeatureStore {
         let source = registry.sources.get(&view.source).cloned().ok_or_else(|| {
             Error::Internal(format!("source `{}` missing from registry", view.source))
         })?;
+        let source = self.resolve_source(source)?;
         let path = self.project().resolve(&source.path);
         let read_view = view.clone();
         if view.is_derived() {

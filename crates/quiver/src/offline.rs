@@ -281,8 +281,39 @@ impl FeatureStore {
             .ok_or_else(|| {
                 Error::Internal(format!("source `{}` missing from registry", view.source))
             })?;
+        let source = self.resolve_source(source)?;
         let path = self.project().resolve(&source.path);
         Ok((source, path))
+    }
+
+    /// Fills a PostgreSQL source's connection URL: `env:VAR` reads the variable, absent means
+    /// the PostgreSQL offline store's URL.
+    pub fn resolve_source(&self, mut source: Source) -> Result<Source> {
+        if source.format != quiver_core::SourceFormat::Postgres {
+            return Ok(source);
+        }
+        let url = match source.url.as_deref() {
+            Some(u) => match u.strip_prefix("env:") {
+                Some(var) => std::env::var(var).map_err(|_| {
+                    Error::Config(format!(
+                        "source `{}`: environment variable `{var}` (its `url`) is not set",
+                        source.name
+                    ))
+                })?,
+                None => u.to_string(),
+            },
+            None => match &self.project().config.offline_store {
+                OfflineStoreConfig::Postgres(p) => p.url.clone(),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "source `{}` is a postgres source without `url`, and the offline store is not postgres",
+                        source.name
+                    )));
+                }
+            },
+        };
+        source.url = Some(url);
+        Ok(source)
     }
 
     /// A view's feature rows with event time in `[start, end)`, in the offline table layout:

@@ -37,6 +37,8 @@ pub struct JoinKey {
 pub enum SourceFormat {
     Parquet,
     Csv,
+    /// A PostgreSQL table or query.
+    Postgres,
 }
 
 /// Where a view's rows come from.
@@ -44,8 +46,20 @@ pub enum SourceFormat {
 pub struct Source {
     pub name: String,
     pub format: SourceFormat,
-    /// Path as written; relative paths resolve from the project directory.
+    /// File path as written (Parquet, CSV); relative paths resolve from the project directory.
+    /// Empty for PostgreSQL sources.
+    #[serde(default)]
     pub path: String,
+    /// PostgreSQL: a table (`schema.table`) to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// PostgreSQL: a `SELECT` to read instead of a table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// PostgreSQL: the connection URL; absent means the offline store's (`offline_store.url`).
+    /// May name an environment variable as `env:VAR` so passwords stay out of definitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub timestamp_field: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_timestamp_field: Option<String>,

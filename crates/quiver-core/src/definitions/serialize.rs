@@ -33,10 +33,21 @@ pub struct EntityDef {
 #[serde(deny_unknown_fields)]
 pub struct SourceDef {
     pub name: String,
-    /// `parquet` or `csv`; inferred from the path's extension when absent.
+    /// `parquet`, `csv` or `postgres`; inferred from the path's extension when absent.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// File path (parquet, csv).
+    #[serde(default)]
     pub path: String,
+    /// PostgreSQL table.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// PostgreSQL query.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// PostgreSQL connection URL, or `env:VAR`; default: the offline store's.
+    #[serde(default)]
+    pub url: Option<String>,
     pub timestamp_field: String,
     #[serde(default)]
     pub created_timestamp_field: Option<String>,

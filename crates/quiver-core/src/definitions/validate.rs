@@ -136,16 +136,38 @@ impl Definitions {
                 let format = match kind.as_str() {
                     "parquet" => SourceFormat::Parquet,
                     "csv" => SourceFormat::Csv,
+                    "postgres" | "postgresql" => SourceFormat::Postgres,
                     other => {
                         ctx.err(
                             file,
-                            format!("{what}: field `type`: `{other}` is not supported; use `parquet` or `csv`"),
+                            format!("{what}: field `type`: `{other}` is not supported; use `parquet`, `csv` or `postgres`"),
                         );
                         SourceFormat::Parquet
                     }
                 };
-                if s.path.trim().is_empty() {
-                    ctx.err(file, format!("{what}: field `path` is empty"));
+                match format {
+                    SourceFormat::Postgres => {
+                        if s.table.is_some() == s.query.is_some() {
+                            ctx.err(
+                                file,
+                                format!("{what}: give exactly one of `table` or `query`"),
+                            );
+                        }
+                        if !s.path.is_empty() {
+                            ctx.err(
+                                file,
+                                format!("{what}: field `path` does not apply to a postgres source"),
+                            );
+                        }
+                    }
+                    _ => {
+                        if s.path.trim().is_empty() {
+                            ctx.err(file, format!("{what}: field `path` is empty"));
+                        }
+                        if s.table.is_some() || s.query.is_some() || s.url.is_some() {
+                            ctx.err(file, format!("{what}: `table`, `query` and `url` apply only to `type: postgres`"));
+                        }
+                    }
                 }
                 if s.timestamp_field.trim().is_empty() {
                     ctx.err(file, format!("{what}: field `timestamp_field` is empty"));
@@ -156,6 +178,9 @@ impl Definitions {
                         name: s.name.clone(),
                         format,
                         path: s.path.clone(),
+                        table: s.table.clone(),
+                        query: s.query.clone(),
+                        url: s.url.clone(),
                         timestamp_field: s.timestamp_field.clone(),
                         created_timestamp_field: s.created_timestamp_field.clone(),
                         description: s.description.clone(),

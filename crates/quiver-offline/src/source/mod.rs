@@ -12,6 +12,7 @@ mod convert;
 mod csv;
 mod latest;
 mod parquet;
+mod postgres;
 mod table;
 
 pub use table::{column_to_nanos, read_table, table_layout};
@@ -101,6 +102,7 @@ pub fn check_source(req: &ReadRequest<'_>) -> Result<()> {
     let (schema, options) = match req.source.format {
         SourceFormat::Parquet => (parquet::schema(req.path, &origin)?, PlanOptions::default()),
         SourceFormat::Csv => csv::typed_schema(req.path, &origin, &csv_columns(&origin, &needs)?)?,
+        SourceFormat::Postgres => postgres::schema(req, &origin, &needs)?,
     };
     plan_all(&origin, &schema, &needs, options).map(|_| ())
 }
@@ -112,11 +114,19 @@ pub fn read_columns(path: &Path, format: SourceFormat) -> Result<SchemaRef> {
     match format {
         SourceFormat::Parquet => parquet::schema(path, &origin),
         SourceFormat::Csv => csv::header_schema(path, &origin),
+        SourceFormat::Postgres => Err(OfflineError::Unsupported {
+            origin,
+            message: "a postgres source has no file to read columns from".into(),
+        }),
     }
 }
 
 fn origin(req: &ReadRequest<'_>) -> String {
-    format!("source `{}` ({})", req.source.name, req.path.display())
+    match (&req.source.table, &req.source.query) {
+        (Some(t), _) => format!("source `{}` (postgres table `{t}`)", req.source.name),
+        (None, Some(_)) => format!("source `{}` (postgres query)", req.source.name),
+        _ => format!("source `{}` ({})", req.source.name, req.path.display()),
+    }
 }
 
 /// What a column is read for; decides its target type and how errors describe it.
@@ -267,6 +277,7 @@ fn open(
     match req.source.format {
         SourceFormat::Parquet => parquet::open(req.path, origin, &columns, batch_size),
         SourceFormat::Csv => csv::open(req.path, origin, &csv_columns(origin, needs)?, batch_size),
+        SourceFormat::Postgres => postgres::open(req, origin, needs),
     }
 }
 

@@ -202,7 +202,7 @@ fn list_array(item: &FieldRef, rows: &[Row], idx: usize) -> Result<ArrayRef, Str
 }
 
 /// Rows of a `SELECT` of every table column, in schema order, as one batch.
-pub(super) fn rows_to_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch, String> {
+pub(crate) fn rows_to_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch, String> {
     let columns = schema
         .fields()
         .iter()

@@ -23,10 +23,10 @@
 //! Writes delete the range and bulk-load the new rows with binary `COPY` in one transaction:
 //! readers see the old rows or the new ones, never a mix.
 
-mod arrow;
+pub(crate) mod arrow;
 mod codec;
 mod config;
-mod sql;
+pub(crate) mod sql;
 mod store;
 
 pub use config::PostgresConfig;

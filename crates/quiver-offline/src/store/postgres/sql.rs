@@ -29,7 +29,7 @@ pub(super) fn quote_ident(name: &str) -> Result<String, String> {
 }
 
 /// The column type declaration and the wire type of an Arrow type.
-pub(super) fn column_type(dt: &DataType) -> Result<(String, Type), String> {
+pub(crate) fn column_type(dt: &DataType) -> Result<(String, Type), String> {
     let scalar = |dt: &DataType| -> Option<(String, Type, Type)> {
         Some(match dt {
             DataType::Int32 => ("integer".into(), Type::INT4, Type::INT4_ARRAY),
