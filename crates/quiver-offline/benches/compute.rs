@@ -67,7 +67,7 @@ fn windows(c: &mut Criterion) {
         .map(|_| {
             let x = rng.next();
             // About 1% nulls, amounts up to 1000.00.
-            (x % 100 != 0).then(|| (x >> 40) as f64 / 16_777.216)
+            (!x.is_multiple_of(100)).then(|| (x >> 40) as f64 / 16_777.216)
         })
         .collect();
     let events = Events {

@@ -122,9 +122,7 @@ fn assert_close(got: &Answer, want: &Answer, window: &[f64], function: AggFuncti
 }
 
 fn check_windows(
-    keys: &[u32],
-    times: &[i64],
-    values: &[Option<f64>],
+    (keys, times, values): (&[u32], &[i64], &[Option<f64>]),
     query_keys: &[u32],
     query_times: &[i64],
     specs: &[WindowSpec],
@@ -208,13 +206,13 @@ proptest! {
         let specs = all_specs(&windows);
         let ev = Events { keys: &keys, times: &times, values: EventValues::Slice(&values) };
         let got = aggregate_windows(&ev, &qk, &qt, &specs).unwrap();
-        check_windows(&keys, &times, &values, &qk, &qt, &specs, &got, 0..qk.len());
+        check_windows((&keys, &times, &values), &qk, &qt, &specs, &got, 0..qk.len());
 
         // At events, through the Arrow input: the same operator with queries = events.
         let arrow_values = Float64Array::from(values.clone());
         let ev = Events { keys: &keys, times: &times, values: EventValues::Arrow(&arrow_values) };
         let got = aggregate_at_events(&ev, &specs).unwrap();
-        check_windows(&keys, &times, &values, &keys, &times, &specs, &got, 0..keys.len());
+        check_windows((&keys, &times, &values), &keys, &times, &specs, &got, 0..keys.len());
     }
 
     #[test]
@@ -402,9 +400,7 @@ fn large_window_aggregation_matches_oracle_on_a_sample() {
     };
     let got = aggregate_at_events(&events, &specs).unwrap();
     check_windows(
-        &keys,
-        &times,
-        &values,
+        (&keys, &times, &values),
         &keys,
         &times,
         &specs,
