@@ -1,0 +1,646 @@
+//! The run's results, the targets of issue 3, and their markdown.
+//!
+//! [`Report::render`] is the section written between the `bench:begin`/`bench:end` markers of
+//! `docs/benchmarks.md`; [`replace_section`] swaps it in and leaves everything else alone.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+
+use crate::machine::Machine;
+
+pub const BEGIN: &str = "<!-- bench:begin -->";
+pub const END: &str = "<!-- bench:end -->";
+
+/// Entity rows × features of one online read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Shape {
+    pub entities: usize,
+    pub features: usize,
+}
+
+/// The read shapes of issue 3.
+pub const SHAPES: [Shape; 3] = [
+    Shape {
+        entities: 1,
+        features: 50,
+    },
+    Shape {
+        entities: 100,
+        features: 50,
+    },
+    Shape {
+        entities: 100,
+        features: 250,
+    },
+];
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} × {}", self.entities, self.features)
+    }
+}
+
+/// Which path a load row measured; the order is the row order within a load point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReadPath {
+    /// `GET`/`MGET` of the same values with a raw client: the limit.
+    Raw,
+    Http,
+    Library,
+}
+
+impl ReadPath {
+    fn label(self, shape: Shape) -> String {
+        match self {
+            ReadPath::Raw if shape.entities == 1 => "raw Redis GET".into(),
+            ReadPath::Raw => format!("raw Redis MGET {}", shape.entities),
+            ReadPath::Http => "HTTP".into(),
+            ReadPath::Library => "library".into(),
+        }
+    }
+}
+
+/// p50/p99/p99.9/max of a latency histogram in ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Latency {
+    pub fn of(histogram: &Histogram<u64>) -> Latency {
+        Latency {
+            p50: histogram.value_at_quantile(0.50),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+}
+
+/// One load point: a path, a shape, a concurrency.
+#[derive(Clone, Debug)]
+pub struct LoadRow {
+    pub path: ReadPath,
+    pub shape: Shape,
+    pub concurrency: usize,
+    pub per_second: f64,
+    pub latency: Latency,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MaterializeRow {
+    pub rows: u64,
+    pub features: usize,
+    /// Generating the Parquet source (not part of the rate).
+    pub generate_seconds: f64,
+    pub seconds: f64,
+    pub used_memory_delta: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct CodecRow {
+    pub payload: &'static str,
+    pub codec: &'static str,
+    pub bytes: usize,
+    pub encode_ns: f64,
+    pub decode_ns: f64,
+}
+
+/// Redis memory of the 50-float32 view.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryRow {
+    pub raw_float_bytes: usize,
+    pub value_bytes: f64,
+    pub key_bytes: f64,
+    pub memory_usage: f64,
+    pub used_memory_per_entity: f64,
+    pub entities: usize,
+}
+
+/// Process RSS around one 32-connection HTTP load point.
+#[derive(Clone, Debug)]
+pub struct RssRow {
+    pub shape: Shape,
+    pub concurrency: usize,
+    pub before: u64,
+    pub after: u64,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub command: String,
+    pub date: String,
+    pub machine: Machine,
+    pub redis: String,
+    pub warmup_seconds: f64,
+    pub duration_seconds: f64,
+    pub loads: Vec<LoadRow>,
+    pub materialize: Option<MaterializeRow>,
+    pub codecs: Vec<CodecRow>,
+    pub memory: Option<MemoryRow>,
+    pub rss: Vec<RssRow>,
+    pub peak_rss: Option<u64>,
+}
+
+/// One target of issue 3 and whether this run met it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub target: String,
+    pub measured: String,
+    /// `None`: not measured in this run.
+    pub met: Option<bool>,
+}
+
+impl Report {
+    fn load(&self, path: ReadPath, shape: Shape, concurrency: usize) -> Option<&LoadRow> {
+        self.loads
+            .iter()
+            .find(|r| r.path == path && r.shape == shape && r.concurrency == concurrency)
+    }
+
+    /// `row`'s throughput as a share of raw Redis at the same shape and concurrency.
+    fn vs_raw(&self, row: &LoadRow) -> Option<f64> {
+        if row.path == ReadPath::Raw {
+            return None;
+        }
+        let raw = self.load(ReadPath::Raw, row.shape, row.concurrency)?;
+        (raw.per_second > 0.0).then(|| row.per_second / raw.per_second)
+    }
+
+    /// The targets of issue 3, each with this run's figure.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        let mut http = |shape: Shape, p99_ms: f64, min_rps: Option<f64>| {
+            let rows: Vec<&LoadRow> = self
+                .loads
+                .iter()
+                .filter(|r| r.path == ReadPath::Http && r.shape == shape)
+                .collect();
+            for r in rows {
+                let p99 = r.latency.p99 as f64 / 1e6;
+                let mut target = format!("HTTP {shape} c={}: p99 ≤ {p99_ms} ms", r.concurrency);
+                let mut met = p99 <= p99_ms && r.errors == 0;
+                if let Some(min) = min_rps {
+                    target.push_str(&format!(" at ≥ {} req/s", min));
+                    met &= r.per_second >= min;
+                }
+                out.push(Target {
+                    target,
+                    measured: format!(
+                        "p99 {} ms at {} req/s",
+                        fmt_ms(r.latency.p99),
+                        fmt_count(r.per_second)
+                    ),
+                    met: Some(met),
+                });
+            }
+        };
+        http(SHAPES[0], 0.5, None);
+        http(SHAPES[1], 2.0, None);
+        http(SHAPES[2], 8.0, Some(300.0));
+        for r in self
+            .loads
+            .iter()
+            .filter(|r| r.path == ReadPath::Http && r.shape == SHAPES[0])
+        {
+            if let Some(ratio) = self.vs_raw(r) {
+                out.push(Target {
+                    target: format!(
+                        "HTTP {} c={}: ≥ 50% of raw Redis GET req/s",
+                        r.shape, r.concurrency
+                    ),
+                    measured: fmt_pct(ratio),
+                    met: Some(ratio >= 0.5),
+                });
+            }
+        }
+        if let Some(m) = &self.materialize {
+            let rate = m.rows as f64 / m.seconds;
+            out.push(Target {
+                target: "materialize ≥ 100,000 rows/s".into(),
+                measured: format!(
+                    "{} rows/s ({} rows)",
+                    fmt_count(rate),
+                    fmt_count(m.rows as f64)
+                ),
+                met: Some(rate >= 100_000.0),
+            });
+        }
+        for c in self
+            .codecs
+            .iter()
+            .filter(|c| c.payload == VECTOR_PAYLOAD && c.codec == "msgpack")
+        {
+            let worst = c.encode_ns.max(c.decode_ns);
+            out.push(Target {
+                target: "codec ≤ 2 µs each way, 384-dim vector (MessagePack, the default)".into(),
+                measured: format!(
+                    "encode {} ns, decode {} ns",
+                    fmt_count(c.encode_ns),
+                    fmt_count(c.decode_ns)
+                ),
+                met: Some(worst <= 2_000.0),
+            });
+        }
+        if let Some(m) = &self.memory {
+            out.push(Target {
+                target: "Redis bytes per entity as low as the record format allows".into(),
+                measured: format!(
+                    "{:.0} B per entity (`MEMORY USAGE`) for {} B of floats; value {:.0} B",
+                    m.memory_usage, m.raw_float_bytes, m.value_bytes
+                ),
+                met: None,
+            });
+        }
+        if !self.rss.is_empty() {
+            let worst = self
+                .rss
+                .iter()
+                .map(|r| r.after.max(r.before))
+                .max()
+                .unwrap_or(0);
+            out.push(Target {
+                target: "process RSS ≤ 64 MB (MiB) under the 32-connection load".into(),
+                measured: format!("{} (max after a 32-connection point)", fmt_mib(worst)),
+                met: Some(worst <= 64 * 1024 * 1024),
+            });
+            out.push(Target {
+                target: "RSS flat over a 10-minute run".into(),
+                measured: if self.duration_seconds >= 600.0 {
+                    "see RSS rows".into()
+                } else {
+                    format!("not measured (load points of {} s)", self.duration_seconds)
+                },
+                met: None,
+            });
+        }
+        out
+    }
+
+    /// The markdown section for `docs/benchmarks.md` (and stdout).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        let _ = writeln!(s, "Command: `{}`  ", self.command);
+        let _ = writeln!(s, "Date: {}  ", self.date);
+        let _ = writeln!(s, "Machine: `{}`  ", m.uname);
+        let _ = writeln!(
+            s,
+            "CPU: {} × {}, memory {}; Redis {} ({})  ",
+            m.nproc, m.cpu_model, m.memory, m.redis_version, self.redis
+        );
+        let _ = writeln!(
+            s,
+            "Load average (1/5/15 min) at start: {}, at end: {}  ",
+            m.loadavg_start, m.loadavg_end
+        );
+        let _ = writeln!(
+            s,
+            "Each load point: {} s warm-up, then {} s measured; closed loop, one keep-alive \
+             connection per task; latencies in ms.\n",
+            self.warmup_seconds, self.duration_seconds
+        );
+
+        if !self.loads.is_empty() {
+            let mut loads: Vec<&LoadRow> = self.loads.iter().collect();
+            loads.sort_by_key(|r| (r.shape, r.concurrency, r.path));
+            let rows: Vec<Vec<String>> = loads
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.shape.to_string(),
+                        r.path.label(r.shape),
+                        r.concurrency.to_string(),
+                        fmt_count(r.per_second),
+                        fmt_ms(r.latency.p50),
+                        fmt_ms(r.latency.p99),
+                        fmt_ms(r.latency.p999),
+                        fmt_ms(r.latency.max),
+                        self.vs_raw(r).map(fmt_pct).unwrap_or_default(),
+                        r.errors.to_string(),
+                    ]
+                })
+                .collect();
+            s.push_str("#### Online reads\n\n");
+            s.push_str(&markdown_table(
+                &[
+                    "entities × features",
+                    "path",
+                    "conc.",
+                    "req/s",
+                    "p50",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "vs raw",
+                    "errors",
+                ],
+                2,
+                &rows,
+            ));
+            for r in self.loads.iter().filter(|r| r.first_error.is_some()) {
+                let _ = writeln!(
+                    s,
+                    "\nFirst error of {} {} c={}: {}",
+                    r.path.label(r.shape),
+                    r.shape,
+                    r.concurrency,
+                    r.first_error.as_deref().unwrap_or_default()
+                );
+            }
+            s.push('\n');
+        }
+
+        if let Some(mr) = &self.materialize {
+            s.push_str("#### Materialization into Redis\n\n");
+            s.push_str(&markdown_table(
+                &[
+                    "rows × float32",
+                    "seconds",
+                    "rows/s",
+                    "used_memory / entity",
+                    "(generating the Parquet source)",
+                ],
+                1,
+                &[vec![
+                    format!("{} × {}", fmt_count(mr.rows as f64), mr.features),
+                    format!("{:.2}", mr.seconds),
+                    fmt_count(mr.rows as f64 / mr.seconds),
+                    format!("{:.0} B", mr.used_memory_delta as f64 / mr.rows as f64),
+                    format!("{:.2} s", mr.generate_seconds),
+                ]],
+            ));
+            s.push('\n');
+        }
+
+        if !self.codecs.is_empty() {
+            s.push_str("#### Record codec (compression off)\n\n");
+            let rows: Vec<Vec<String>> = self
+                .codecs
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.payload.to_string(),
+                        c.codec.to_string(),
+                        c.bytes.to_string(),
+                        fmt_count(c.encode_ns),
+                        fmt_count(c.decode_ns),
+                    ]
+                })
+                .collect();
+            s.push_str(&markdown_table(
+                &["payload", "codec", "bytes", "encode ns", "decode ns"],
+                2,
+                &rows,
+            ));
+            s.push('\n');
+        }
+
+        if self.memory.is_some() || !self.rss.is_empty() {
+            s.push_str("#### Memory\n\n");
+            let mut rows = Vec::new();
+            if let Some(mem) = &self.memory {
+                rows.push(vec![
+                    "raw float data per entity (50 × 4 B)".into(),
+                    format!("{} B", mem.raw_float_bytes),
+                ]);
+                rows.push(vec![
+                    "Redis value (record) per entity, `STRLEN`".into(),
+                    format!("{:.0} B", mem.value_bytes),
+                ]);
+                rows.push(vec![
+                    "Redis key per entity".into(),
+                    format!("{:.0} B", mem.key_bytes),
+                ]);
+                rows.push(vec![
+                    "`MEMORY USAGE` per key (mean of samples)".into(),
+                    format!("{:.0} B", mem.memory_usage),
+                ]);
+                rows.push(vec![
+                    format!(
+                        "`INFO memory` used_memory growth / entity ({} entities)",
+                        fmt_count(mem.entities as f64)
+                    ),
+                    format!("{:.0} B", mem.used_memory_per_entity),
+                ]);
+            }
+            for r in &self.rss {
+                rows.push(vec![
+                    format!(
+                        "process RSS (server + load generator) before / after HTTP {} c={}",
+                        r.shape, r.concurrency
+                    ),
+                    format!("{} / {}", fmt_mib(r.before), fmt_mib(r.after)),
+                ]);
+            }
+            if let Some(peak) = self.peak_rss {
+                rows.push(vec![
+                    "process peak RSS (VmHWM) at the end of the run".into(),
+                    fmt_mib(peak),
+                ]);
+            }
+            s.push_str(&markdown_table(&["what", "size"], 1, &rows));
+            s.push('\n');
+        }
+
+        let targets = self.targets();
+        if !targets.is_empty() {
+            s.push_str("#### Targets (issue 3)\n\n");
+            let rows: Vec<Vec<String>> = targets
+                .into_iter()
+                .map(|t| {
+                    vec![
+                        t.target,
+                        t.measured,
+                        match t.met {
+                            Some(true) => "met".into(),
+                            Some(false) => "**not met**".into(),
+                            None => "—".into(),
+                        },
+                    ]
+                })
+                .collect();
+            s.push_str(&markdown_table(&["target", "measured", "met"], 3, &rows));
+        }
+        s
+    }
+}
+
+/// The payload name of the vector codec case.
+pub const VECTOR_PAYLOAD: &str = "384-dim float32 vector";
+
+/// A markdown table; the first `left` columns are left-aligned, the rest right-aligned.
+pub fn markdown_table(headers: &[&str], left: usize, rows: &[Vec<String>]) -> String {
+    let mut s = String::new();
+    s.push('|');
+    for h in headers {
+        let _ = write!(s, " {h} |");
+    }
+    s.push_str("\n|");
+    for i in 0..headers.len() {
+        s.push_str(if i < left { "---|" } else { "---:|" });
+    }
+    s.push('\n');
+    for row in rows {
+        s.push('|');
+        for cell in row {
+            let _ = write!(s, " {} |", cell.replace('|', "\\|"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Nanoseconds as milliseconds with three decimals (µs resolution).
+pub fn fmt_ms(ns: u64) -> String {
+    format!("{:.3}", ns as f64 / 1e6)
+}
+
+/// A count rounded to an integer, with thousands separators.
+pub fn fmt_count(value: f64) -> String {
+    let n = value.round().max(0.0) as u64;
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn fmt_pct(ratio: f64) -> String {
+    format!("{:.0}%", ratio * 100.0)
+}
+
+/// Bytes as MiB with one decimal.
+pub fn fmt_mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `doc` with the text between [`BEGIN`] and [`END`] replaced by `body`; without the markers,
+/// the section is appended.
+pub fn replace_section(doc: &str, body: &str) -> String {
+    let section = format!("{BEGIN}\n{}\n{END}", body.trim_end());
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &doc[..b], &doc[e + END.len()..])
+        }
+        _ => {
+            let mut out = doc.trim_end().to_string();
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(&section);
+            out.push('\n');
+            out
+        }
+    }
+}
+
+/// Writes `body` into the marked section of the markdown file at `path` (created if missing).
+pub fn write_section(path: &Path, body: &str) -> anyhow::Result<()> {
+    let doc = match std::fs::read_to_string(path) {
+        Ok(doc) => doc,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n".to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    std::fs::write(path, replace_section(&doc, body))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_from_histogram() {
+        let mut h = crate::load::new_histogram();
+        for us in 1..=1000u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let l = Latency::of(&h);
+        // 3 significant digits: within 0.1% of the exact rank.
+        assert!((l.p50 as f64 - 500_000.0).abs() <= 500.0, "{l:?}");
+        assert!((l.p99 as f64 - 990_000.0).abs() <= 1_000.0, "{l:?}");
+        assert!((l.p999 as f64 - 999_000.0).abs() <= 1_000.0, "{l:?}");
+        assert_eq!(fmt_ms(l.p50).len(), "0.500".len());
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(fmt_ms(123_456), "0.123");
+        assert_eq!(fmt_ms(2_500_000), "2.500");
+        assert_eq!(fmt_count(0.4), "0");
+        assert_eq!(fmt_count(999.0), "999");
+        assert_eq!(fmt_count(1000.0), "1,000");
+        assert_eq!(fmt_count(1_234_567.6), "1,234,568");
+        assert_eq!(fmt_pct(0.456), "46%");
+        assert_eq!(fmt_mib(64 * 1024 * 1024), "64.0 MiB");
+    }
+
+    #[test]
+    fn table_aligns_and_escapes() {
+        let t = markdown_table(&["a", "b"], 1, &[vec!["x|y".into(), "1".into()]]);
+        assert_eq!(t, "| a | b |\n|---|---:|\n| x\\|y | 1 |\n");
+    }
+
+    #[test]
+    fn section_is_replaced_and_notes_survive() {
+        let doc = format!("# B\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## Observations\nkeep\n");
+        let out = replace_section(&doc, "new table\n");
+        assert_eq!(
+            out,
+            format!("# B\n\nintro\n\n{BEGIN}\nnew table\n{END}\n\n## Observations\nkeep\n")
+        );
+        assert_eq!(replace_section(&out, "new table"), out);
+        let appended = replace_section("# B\n", "t");
+        assert_eq!(appended, format!("# B\n\n{BEGIN}\nt\n{END}\n"));
+    }
+
+    #[test]
+    fn targets_and_ratios() {
+        let row = |path, rps, p99| LoadRow {
+            path,
+            shape: SHAPES[0],
+            concurrency: 8,
+            per_second: rps,
+            latency: Latency {
+                p50: p99 / 2,
+                p99,
+                p999: p99,
+                max: p99,
+            },
+            errors: 0,
+            first_error: None,
+        };
+        let report = Report {
+            loads: vec![
+                row(ReadPath::Raw, 40_000.0, 300_000),
+                row(ReadPath::Http, 10_000.0, 400_000),
+            ],
+            ..Report::default()
+        };
+        let targets = report.targets();
+        assert_eq!(targets[0].met, Some(true), "{targets:?}");
+        assert_eq!(targets[1].measured, "25%");
+        assert_eq!(targets[1].met, Some(false));
+        let rendered = report.render();
+        assert!(
+            rendered.contains(
+                "| 1 × 50 | HTTP | 8 | 10,000 | 0.200 | 0.400 | 0.400 | 0.400 | 25% | 0 |"
+            ),
+            "{rendered}"
+        );
+        assert!(rendered.contains("**not met**"));
+    }
+}
