@@ -18,6 +18,9 @@ pub struct ApplyReport {
     pub warnings: Vec<String>,
     /// The applied view versions.
     pub versions: Vec<(String, u32)>,
+    /// Per view, what its offline table is (e.g. `TimescaleDB hypertable ...`, `table ... with
+    /// index on (...)`, `parquet directory ...`), created if missing.
+    pub offline_tables: Vec<(String, String)>,
 }
 
 impl FeatureStore {
@@ -46,11 +49,25 @@ impl FeatureStore {
             .collect();
         let serial = next.serial;
         self.set_registry(Some(next))?;
+        let offline = self.offline_store().await?;
+        let mut offline_tables = Vec::new();
+        for served in self.views() {
+            let table = quiver_offline::store::OfflineTable::for_view(
+                self.project_name(),
+                &served.definition,
+                served.table.version,
+            );
+            offline_tables.push((
+                served.definition.name.clone(),
+                offline.ensure_table(&table).await?,
+            ));
+        }
         Ok(ApplyReport {
             changes,
             serial,
             warnings,
             versions,
+            offline_tables,
         })
     }
 

@@ -65,7 +65,16 @@ async fn postgres_source_and_offline_store() {
     .unwrap();
     std::fs::write(dir.path().join("features/defs.yaml"), DEFS).unwrap();
     let mut store = FeatureStore::open(dir.path()).await.unwrap();
-    store.apply().await.unwrap();
+    let report = store.apply().await.unwrap();
+    // No TimescaleDB here: apply says it made a plain table with an index.
+    assert!(
+        report
+            .offline_tables
+            .iter()
+            .all(|(_, t)| t.contains("index")),
+        "{:?}",
+        report.offline_tables
+    );
 
     let built = store.build(&Default::default()).await.unwrap();
     let rows: Vec<u64> = built.iter().map(|r| r.rows).collect();

@@ -19,5 +19,8 @@ pub async fn run(project: &Path, _args: Args) -> anyhow::Result<()> {
             println!("  {c}");
         }
     }
+    for (view, table) in &report.offline_tables {
+        println!("Offline store: `{view}` -> {table}");
+    }
     Ok(())
 }
