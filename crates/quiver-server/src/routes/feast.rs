@@ -252,6 +252,26 @@ fn record_hits(request: &OnlineRequest, response: &OnlineResponse) {
     metrics::counter!("quiver_online_values_total", "result" => "outside_max_age").increment(stale);
 }
 
+/// `POST /write-to-online-store`.
+pub async fn write_to_online_store(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: WriteToOnlineStore = body_json(body, state.max_body_bytes)?;
+    let summary = state
+        .store
+        .load_full()
+        .write_to_online_store(&req.feature_view_name, &req.df)
+        .await?;
+    metrics::counter!("quiver_online_rows_written_total", "view" => req.feature_view_name.clone())
+        .increment(summary.written as u64);
+    Ok(axum::Json(json!({
+        "written": summary.written,
+        "skipped_older": summary.skipped_older,
+    }))
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,24 +317,4 @@ mod tests {
         let parsed: J = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(parsed, render(&response));
     }
-}
-
-/// `POST /write-to-online-store`.
-pub async fn write_to_online_store(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: WriteToOnlineStore = body_json(body, state.max_body_bytes)?;
-    let summary = state
-        .store
-        .load_full()
-        .write_to_online_store(&req.feature_view_name, &req.df)
-        .await?;
-    metrics::counter!("quiver_online_rows_written_total", "view" => req.feature_view_name.clone())
-        .increment(summary.written as u64);
-    Ok(axum::Json(json!({
-        "written": summary.written,
-        "skipped_older": summary.skipped_older,
-    }))
-    .into_response())
 }
