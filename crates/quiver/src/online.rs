@@ -90,7 +90,7 @@ impl FeatureStore {
         for r in &refs {
             match self.view(&r.view) {
                 Err(_) => unknown.push(format!("`{r}` (no feature view `{}`)", r.view)),
-                Ok(v) if v.definition.field_index(&r.feature).is_none() => unknown.push(format!(
+                Ok(v) if v.field_index(&r.feature).is_none() => unknown.push(format!(
                     "`{r}` (feature view `{}` has no feature `{}`)",
                     r.view, r.feature
                 )),
@@ -218,7 +218,6 @@ impl FeatureStore {
         for r in &refs {
             let served = self.view(&r.view)?;
             let index = served
-                .definition
                 .field_index(&r.feature)
                 .ok_or_else(|| Error::Internal(format!("feature `{r}` vanished")))?;
             let recs = &records[r.view.as_str()];

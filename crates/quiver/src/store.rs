@@ -16,6 +16,14 @@ use crate::registry::{RegisteredView, Registry};
 pub struct ServedView {
     pub definition: Arc<FeatureView>,
     pub table: ViewTable,
+    /// Field name → position, so serving a 250-feature request is not 250 linear scans.
+    pub positions: Arc<std::collections::HashMap<String, usize>>,
+}
+
+impl ServedView {
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
+    }
 }
 
 /// An opened project: configuration, the applied registry (if any) and the online store.
@@ -71,6 +79,13 @@ impl FeatureStore {
                         ttl: def.ttl.or(default_ttl),
                     },
                     definition: Arc::new(def.clone()),
+                    positions: Arc::new(
+                        def.fields
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| (f.name.clone(), i))
+                            .collect(),
+                    ),
                 };
                 (def.name.clone(), served)
             })
