@@ -109,9 +109,11 @@ fn quiver_join(dir: &Path) -> (f64, usize) {
         let f = read(&dir.join("features.parquet"));
         (e.join().unwrap(), f)
     });
+    let read = start.elapsed().as_secs_f64();
     let mut interner = KeyInterner::new();
     let right_keys = interner.intern(&[features.column(0).clone()]).unwrap();
     let left_keys = interner.intern(&[entities.column(0).clone()]).unwrap();
+    let interned = start.elapsed().as_secs_f64();
     let times = |b: &RecordBatch| {
         b.column(1)
             .as_primitive::<TimestampNanosecondType>()
@@ -127,7 +129,14 @@ fn quiver_join(dir: &Path) -> (f64, usize) {
         None,
     )
     .unwrap();
+    let joined = start.elapsed().as_secs_f64();
     let out = take_columns(&features.columns()[2..], &matched).unwrap();
+    eprintln!(
+        "quiver phases: read parquet {read:.3}s, intern keys {:.3}s, as-of join {:.3}s, take {:.3}s",
+        interned - read,
+        joined - interned,
+        start.elapsed().as_secs_f64() - joined
+    );
     let found = matched.iter().filter(|m| m.is_some()).count();
     assert_eq!(out[0].len(), entities.num_rows());
     (start.elapsed().as_secs_f64(), found)

