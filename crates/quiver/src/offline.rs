@@ -15,7 +15,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampNanosecondType;
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{Field as ArrowField, Schema};
-use quiver_core::definitions::{AggFunction, SeriesKind, Transform};
+use quiver_core::definitions::{SeriesKind, Transform};
 use quiver_core::{FeatureRef, FeatureView, Field, ScalarType, Source, ValueType};
 use quiver_offline::compute::{self, EventValues, Events, KeyInterner, WindowSpec};
 use quiver_offline::store::{
@@ -35,18 +35,6 @@ fn compute_err(e: compute::ComputeError) -> Error {
 
 fn arrow_err(e: arrow_schema::ArrowError) -> Error {
     Error::Internal(format!("arrow: {e}"))
-}
-
-fn window_function(f: AggFunction) -> compute::AggFunction {
-    match f {
-        AggFunction::Sum => compute::AggFunction::Sum,
-        AggFunction::Mean => compute::AggFunction::Mean,
-        AggFunction::Count => compute::AggFunction::Count,
-        AggFunction::Min => compute::AggFunction::Min,
-        AggFunction::Max => compute::AggFunction::Max,
-        AggFunction::Std => compute::AggFunction::Std,
-        AggFunction::Last => compute::AggFunction::Last,
-    }
 }
 
 fn window_ns(d: std::time::Duration) -> i64 {
@@ -155,7 +143,7 @@ fn evaluate_transforms(
             } => by_column.entry(column).or_default().push((
                 i,
                 WindowSpec {
-                    function: window_function(*function),
+                    function: *function,
                     window_ns: window_ns(*window),
                 },
             )),

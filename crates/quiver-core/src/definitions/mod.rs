@@ -147,8 +147,9 @@ impl AggFunction {
         }
     }
 
+    /// Parses a function name (case-insensitive; `avg` and `stddev` are accepted).
     pub fn parse(text: &str) -> Option<AggFunction> {
-        Some(match text {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
             "sum" => AggFunction::Sum,
             "mean" | "avg" => AggFunction::Mean,
             "count" => AggFunction::Count,
@@ -157,6 +158,20 @@ impl AggFunction {
             "std" | "stddev" => AggFunction::Std,
             "last" => AggFunction::Last,
             _ => return None,
+        })
+    }
+}
+
+impl std::str::FromStr for AggFunction {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        AggFunction::parse(text).ok_or_else(|| {
+            let names: Vec<&str> = AggFunction::ALL.iter().map(|f| f.name()).collect();
+            format!(
+                "unknown aggregation function `{text}`; expected one of {}",
+                names.join(", ")
+            )
         })
     }
 }

@@ -70,12 +70,6 @@ pub enum ComputeError {
     #[error("more than {max} distinct entity keys")]
     TooManyKeys { max: u32 },
 
-    /// An aggregation function name that is not one of the supported ones.
-    #[error(
-        "unknown aggregation function `{name}`; expected one of sum, mean (avg), count, min, max, std (stddev), last"
-    )]
-    UnknownFunction { name: String },
-
     /// A parameter out of its range (a non-positive window, a negative TTL, zero periods).
     #[error("{message}")]
     InvalidArgument { message: String },

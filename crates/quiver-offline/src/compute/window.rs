@@ -27,7 +27,6 @@
 //!
 //! [`NULL_KEY`]: super::NULL_KEY
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow_array::builder::BooleanBufferBuilder;
@@ -37,64 +36,9 @@ use super::group::{Groups, check_rows, group_by_key, run_parallel, split_groups,
 use super::stats::{ExtremeDeque, Moments, SlidingAgg, Sum};
 use super::{ComputeError, Result, check_len};
 
-/// An aggregation over a window's non-null values; see the module docs for each one's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AggFunction {
-    Sum,
-    Mean,
-    Count,
-    Min,
-    Max,
-    Std,
-    Last,
-}
-
-impl AggFunction {
-    pub const ALL: [AggFunction; 7] = [
-        AggFunction::Sum,
-        AggFunction::Mean,
-        AggFunction::Count,
-        AggFunction::Min,
-        AggFunction::Max,
-        AggFunction::Std,
-        AggFunction::Last,
-    ];
-
-    /// The canonical name, as used in feature names (`amount__sum__7d`).
-    pub fn name(self) -> &'static str {
-        match self {
-            AggFunction::Sum => "sum",
-            AggFunction::Mean => "mean",
-            AggFunction::Count => "count",
-            AggFunction::Min => "min",
-            AggFunction::Max => "max",
-            AggFunction::Std => "std",
-            AggFunction::Last => "last",
-        }
-    }
-}
-
-impl FromStr for AggFunction {
-    type Err = ComputeError;
-
-    /// Accepts the canonical names plus `avg` and `stddev`, in any case.
-    fn from_str(name: &str) -> Result<Self> {
-        Ok(match name.trim().to_ascii_lowercase().as_str() {
-            "sum" => AggFunction::Sum,
-            "mean" | "avg" => AggFunction::Mean,
-            "count" => AggFunction::Count,
-            "min" => AggFunction::Min,
-            "max" => AggFunction::Max,
-            "std" | "stddev" => AggFunction::Std,
-            "last" => AggFunction::Last,
-            _ => {
-                return Err(ComputeError::UnknownFunction {
-                    name: name.to_string(),
-                });
-            }
-        })
-    }
-}
+/// The aggregation functions are the definitions' own ([`quiver_core::definitions::AggFunction`]),
+/// so a view's `functions: [...]` reach the operator without a translation table.
+pub use quiver_core::definitions::AggFunction;
 
 /// One output column: `function` over windows of `window_ns` nanoseconds (must be positive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -669,10 +613,7 @@ mod tests {
         for f in AggFunction::ALL {
             assert_eq!(f.name().parse::<AggFunction>().unwrap(), f);
         }
-        assert!(matches!(
-            "median".parse::<AggFunction>(),
-            Err(ComputeError::UnknownFunction { .. })
-        ));
+        assert!("median".parse::<AggFunction>().is_err());
         let events = Events {
             keys: &[],
             times: &[],
