@@ -279,3 +279,60 @@ async fn large_reads_and_writes_span_chunks() {
     assert_eq!(ns, expected);
     assert_eq!(store.delete_table(&t).await.unwrap(), 2500);
 }
+
+#[tokio::test]
+async fn acl_user_and_database_number_come_from_the_url() {
+    let server = RedisServer::start();
+    let mut admin = raw_conn(&server).await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://app:s3cret@127.0.0.1:{}/3", server.port());
+    let store = RedisStore::connect(&config(&url, serde_json::json!({})))
+        .await
+        .unwrap();
+    let rows: Vec<_> = (1..4).map(row).collect();
+    store.write(&table(None), &rows).await.unwrap();
+    let keys: Vec<EntityKey> = rows.iter().map(|(k, _)| k.clone()).collect();
+    let read = store.read(&table(None), &keys).await.unwrap();
+    assert!(read.iter().all(Option::is_some), "{read:?}");
+    // The records are in database 3, not 0.
+    let in_db0: Vec<String> = redis::cmd("KEYS")
+        .arg("quiver:proj:view:v1:*")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(in_db0.is_empty(), "{in_db0:?}");
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut in_db3: Vec<String> = redis::cmd("KEYS")
+        .arg("quiver:proj:view:v1:*")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    in_db3.sort();
+    assert_eq!(
+        in_db3,
+        [
+            "quiver:proj:view:v1:1",
+            "quiver:proj:view:v1:2",
+            "quiver:proj:view:v1:3"
+        ]
+    );
+    // A wrong password for the same user is refused as a configuration error.
+    let bad = format!("redis://app:wrong@127.0.0.1:{}/3", server.port());
+    let err = RedisStore::connect(&config(&bad, serde_json::json!({})))
+        .await
+        .err()
+        .expect("a wrong password must be refused")
+        .to_string();
+    assert!(
+        err.contains("configuration") && !err.contains("wrong@"),
+        "{err}"
+    );
+}
