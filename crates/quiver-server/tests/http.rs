@@ -219,6 +219,30 @@ async fn feature_service_and_full_names() {
         json!(["user_id", "user_profile__age", "user_profile__country"])
     );
     assert_eq!(body["results"][1]["values"], json!([30]));
+
+    // Two views in one request: both read, each with its own join key.
+    let (status, body) = s
+        .post_json(
+            "/get-online-features",
+            json!({"features": ["user_profile:age", "merchant_stats:score"], "full_feature_names": true,
+                   "entities": {"user_id": [1, 2], "merchant": ["m1", "m2"]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!([
+            "user_id",
+            "merchant",
+            "user_profile__age",
+            "merchant_stats__score"
+        ])
+    );
+    assert_eq!(body["results"][2]["values"], json!([30, 41]));
+    assert_eq!(
+        body["results"][3]["statuses"],
+        json!(["NOT_FOUND", "NOT_FOUND"])
+    );
 }
 
 #[tokio::test]

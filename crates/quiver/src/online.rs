@@ -193,7 +193,9 @@ impl FeatureStore {
             .collect();
 
         let now = quiver_online::now_ns();
-        let mut records: HashMap<&str, Vec<Option<Record>>> = HashMap::new();
+        // One store read per view, all in flight at once: a request spanning several views costs
+        // one round trip of latency, not one per view.
+        let mut reads = Vec::with_capacity(view_order.len());
         for v in &view_order {
             let served = self.view(v)?;
             let keys: Vec<EntityKey> = (0..rows)
@@ -208,13 +210,18 @@ impl FeatureStore {
                     )
                 })
                 .collect();
-            let read = if rows == 0 {
-                Vec::new()
-            } else {
-                self.online_store().read(&served.table, &keys).await?
-            };
-            records.insert(v, read);
+            let store = self.online_store();
+            reads.push(async move {
+                if keys.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    store.read(&served.table, &keys).await
+                }
+            });
         }
+        let results = futures_util::future::try_join_all(reads).await?;
+        let records: HashMap<&str, Vec<Option<Record>>> =
+            view_order.iter().copied().zip(results).collect();
         for r in &refs {
             let served = self.view(&r.view)?;
             let index = served
