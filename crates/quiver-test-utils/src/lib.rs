@@ -6,9 +6,12 @@
 //! - [`postgres`]: [`PostgresServer`], a fresh `initdb` cluster served by `postgres` on an
 //!   ephemeral loopback port, stopped and deleted when dropped.
 //!
+//! - `process.rs`: what both share (ephemeral ports, start retries, kill by pid).
+//!
 //! Fixtures use plain `std` (no async runtime), so any test, sync or async, can use them.
 
 pub mod postgres;
+mod process;
 pub mod redis;
 
 pub use postgres::PostgresServer;

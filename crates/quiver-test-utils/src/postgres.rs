@@ -11,10 +11,12 @@
 //! hands the temporary directory to the `postgres` system user and runs `initdb` and `postgres`
 //! through `setpriv`, which switches user and then execs, so the pid we hold is the server's own.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::process::{kill, read_log, restart_until, start_on_free_port};
 
 /// How long a fresh server may take to accept connections before we give up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,17 +76,11 @@ impl PostgresServer {
             dir,
         };
         server.init_cluster();
-        let mut last_error = String::new();
-        // The port is free when we pick it but not reserved: another process may take it before
-        // postgres binds. Such a server exits at once, so pick another port and try again.
-        for _ in 0..START_ATTEMPTS {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("postgres did not start after {START_ATTEMPTS} attempts: {last_error}");
+        server.port = start_on_free_port("postgres", START_ATTEMPTS, |port| {
+            server.port = port;
+            server.spawn()
+        });
+        server
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres` (trust authentication: no password).
@@ -105,29 +101,23 @@ impl PostgresServer {
     /// Kills the postmaster with SIGKILL (as a crash would) and reaps it. Its backends notice
     /// the postmaster is gone and exit on their own.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Errors mean the process already exited; either way it is gone after `wait`.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Kills the server if it runs, then starts it again on the same port and data directory
     /// (running crash recovery), and waits until it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + START_TIMEOUT;
         // Orphaned backends of a killed postmaster hold its shared memory and the port for a
         // moment; the new postmaster refuses to start until they are gone, so retry.
-        loop {
-            match self.spawn() {
-                Ok(()) => return,
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("postgres did not restart on port {}: {e}", self.port)
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
+        let port = self.port;
+        restart_until(
+            "postgres",
+            port,
+            START_TIMEOUT,
+            Duration::from_millis(100),
+            || self.spawn(),
+        );
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -348,22 +338,10 @@ fn run_id(args: &[&str]) -> Result<u32, String> {
         .map_err(|e| format!("`id {}` printed no number: {e}", args.join(" ")))
 }
 
-/// A port that was free a moment ago: bind port 0 and let the kernel choose, then release it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
-
 fn both(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
 }

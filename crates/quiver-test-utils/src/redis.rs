@@ -7,10 +7,12 @@
 //! reconnection logic is exercised against the address it already knows.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::process::{kill, read_log, restart_until, start_on_free_port};
 
 /// How long a fresh server may take to answer PING before we give up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,17 +49,11 @@ impl RedisServer {
             binary,
             dir,
         };
-        let mut last_error = String::new();
-        // The port is free when we pick it but not reserved: another process may take it before
-        // redis-server binds. Such a server exits at once, so pick another port and try again.
-        for _ in 0..START_ATTEMPTS {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("redis-server did not start after {START_ATTEMPTS} attempts: {last_error}");
+        server.port = start_on_free_port("redis-server", START_ATTEMPTS, |port| {
+            server.port = port;
+            server.spawn()
+        });
+        server
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -77,28 +73,22 @@ impl RedisServer {
 
     /// Kills the server with SIGKILL (as a crash would) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Errors mean the process already exited; either way it is gone after `wait`.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Kills the server if it runs, then starts a fresh one (empty, persistence is off) on the
     /// same port, and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + START_TIMEOUT;
         // The old socket may linger briefly after SIGKILL; retry until the port binds again.
-        loop {
-            match self.spawn() {
-                Ok(()) => return,
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("redis-server did not restart on port {}: {e}", self.port)
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        let port = self.port;
+        restart_until(
+            "redis-server",
+            port,
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || self.spawn(),
+        );
     }
 
     /// Spawns the server process on `self.port` and waits for PONG; on failure the child is
@@ -153,14 +143,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port that was free a moment ago: bind port 0 and let the kernel choose, then release it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
-
 /// Sends an inline `PING` and checks for `+PONG`, with short timeouts so a half-started server
 /// cannot stall the poll loop.
 fn answers_ping(addr: SocketAddr) -> bool {
@@ -175,10 +157,6 @@ fn answers_ping(addr: SocketAddr) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
