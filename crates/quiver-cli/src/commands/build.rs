@@ -6,15 +6,8 @@ use quiver::{BuildOptions, MaterializeOptions, NoProgress};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Views to build (comma-separated or repeated); default: all.
-    #[arg(long, value_delimiter = ',')]
-    views: Vec<String>,
-    /// Start of the range (RFC 3339); default: all history.
-    #[arg(long)]
-    start: Option<String>,
-    /// End of the range, exclusive (default: now).
-    #[arg(long)]
-    end: Option<String>,
+    #[command(flatten)]
+    window: super::ViewWindow,
     /// Also write the latest value per entity (windows evaluated at the end) online.
     #[arg(long)]
     online: bool,
@@ -22,11 +15,10 @@ pub struct Args {
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let store = quiver::FeatureStore::open(project).await?;
-    let start = args.start.as_deref().map(super::parse_time).transpose()?;
-    let end = args.end.as_deref().map(super::parse_time).transpose()?;
+    let (start, end) = args.window.bounds()?;
     let reports = store
         .build(&BuildOptions {
-            views: args.views.clone(),
+            views: args.window.views.clone(),
             start,
             end,
         })
@@ -41,7 +33,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         let report = store
             .materialize(
                 &MaterializeOptions {
-                    views: args.views,
+                    views: args.window.views,
                     start,
                     end,
                     strict: None,

@@ -8,15 +8,8 @@ use quiver::{MaterializeOptions, Progress, ViewReport};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Views to materialize (comma-separated or repeated); default: all.
-    #[arg(long, value_delimiter = ',')]
-    views: Vec<String>,
-    /// Only rows with event time at or after this (RFC 3339, UTC if no offset).
-    #[arg(long)]
-    start: Option<String>,
-    /// Only rows with event time before this (default: now).
-    #[arg(long)]
-    end: Option<String>,
+    #[command(flatten)]
+    window: super::ViewWindow,
     /// Fail on the first row that violates a constraint.
     #[arg(long)]
     strict: bool,
@@ -55,10 +48,11 @@ impl Progress for Bars {
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let store = quiver::FeatureStore::open(project).await?;
+    let (start, end) = args.window.bounds()?;
     let options = MaterializeOptions {
-        views: args.views,
-        start: args.start.as_deref().map(super::parse_time).transpose()?,
-        end: args.end.as_deref().map(super::parse_time).transpose()?,
+        views: args.window.views.clone(),
+        start,
+        end,
         strict: args.strict.then_some(true),
     };
     let bars = Bars {

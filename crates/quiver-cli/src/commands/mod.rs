@@ -13,3 +13,28 @@ pub mod serve;
 pub fn parse_time(text: &str) -> anyhow::Result<i64> {
     quiver_core::value::parse_timestamp(text).map_err(anyhow::Error::msg)
 }
+
+/// The views and event-time window `build` and `materialize` act on.
+#[derive(clap::Args)]
+pub struct ViewWindow {
+    /// Views (comma-separated or repeated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+    /// Only rows with event time at or after this (RFC 3339, UTC if no offset); default: all
+    /// history.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Only rows with event time before this (default: now).
+    #[arg(long)]
+    pub end: Option<String>,
+}
+
+impl ViewWindow {
+    /// The window's bounds in ns UTC.
+    pub fn bounds(&self) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        Ok((
+            self.start.as_deref().map(parse_time).transpose()?,
+            self.end.as_deref().map(parse_time).transpose()?,
+        ))
+    }
+}
