@@ -13,37 +13,18 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampNanosecondArray};
 use arrow_cast::cast::{CastOptions, cast_with_options};
-use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use quiver_core::ScalarType;
 
 use super::{ReadRequest, needs, open, origin, plan_all};
 use crate::error::{OfflineError, Result};
-use crate::store::{CREATED_TIMESTAMP, EVENT_TIMESTAMP, arrow_type, timestamp_type};
+use crate::store::layout_schema;
 
 const BATCH: usize = 64 * 1024;
 
 /// The layout [`read_table`] returns for a request.
 pub fn table_layout(req: &ReadRequest<'_>) -> SchemaRef {
-    let mut fields: Vec<ArrowField> = req
-        .join_keys
-        .iter()
-        .map(|k| {
-            let dt = if k.key_type == ScalarType::String {
-                DataType::Utf8
-            } else {
-                DataType::Int64
-            };
-            ArrowField::new(&k.name, dt, false)
-        })
-        .collect();
-    fields.push(ArrowField::new(EVENT_TIMESTAMP, timestamp_type(), false));
-    fields.push(ArrowField::new(CREATED_TIMESTAMP, timestamp_type(), true));
-    fields.extend(
-        req.fields
-            .iter()
-            .map(|f| ArrowField::new(&f.name, arrow_type(f.value_type), true)),
-    );
-    Arc::new(Schema::new(fields))
+    layout_schema(req.join_keys, req.fields)
 }
 
 /// Reads the request's window into one batch (see the module docs).

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use quiver_core::{FeatureView, ScalarType, ValueType};
+use quiver_core::{FeatureView, Field, JoinKey, ScalarType, ValueType};
 
 use crate::error::{OfflineError, Result};
 
@@ -98,8 +98,13 @@ fn scalar_arrow_type(s: ScalarType) -> DataType {
 
 /// The Arrow schema of a view's offline table.
 pub fn table_schema(view: &FeatureView) -> SchemaRef {
-    let mut fields: Vec<ArrowField> = view
-        .join_keys
+    layout_schema(&view.join_keys, &view.fields)
+}
+
+/// The offline layout for join keys and fields: keys (Int64 or Utf8), `event_timestamp`,
+/// `created_timestamp`, then the fields. Shared by offline tables and source reads.
+pub fn layout_schema(join_keys: &[JoinKey], fields: &[Field]) -> SchemaRef {
+    let mut out: Vec<ArrowField> = join_keys
         .iter()
         .map(|k| {
             let dt = match k.key_type {
@@ -109,14 +114,14 @@ pub fn table_schema(view: &FeatureView) -> SchemaRef {
             ArrowField::new(&k.name, dt, false)
         })
         .collect();
-    fields.push(ArrowField::new(EVENT_TIMESTAMP, timestamp_type(), false));
-    fields.push(ArrowField::new(CREATED_TIMESTAMP, timestamp_type(), true));
-    fields.extend(
-        view.fields
+    out.push(ArrowField::new(EVENT_TIMESTAMP, timestamp_type(), false));
+    out.push(ArrowField::new(CREATED_TIMESTAMP, timestamp_type(), true));
+    out.extend(
+        fields
             .iter()
             .map(|f| ArrowField::new(&f.name, arrow_type(f.value_type), true)),
     );
-    Arc::new(Schema::new(fields))
+    Arc::new(Schema::new(out))
 }
 
 /// An offline store backend.
