@@ -336,29 +336,15 @@ impl FeatureStore {
                 .map_err(compute_err)?;
             let event_times = times(&events, EVENT_TIMESTAMP);
             let features = evaluate_transforms(&view, &events, &keys, &keys, &event_times, None)?;
-            let mut columns = key_columns(&events, &key_names)?;
-            columns.push(
-                events
-                    .column_by_name(EVENT_TIMESTAMP)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Float64Array::from(Vec::<f64>::new()))),
-            );
-            columns.push(
-                events
-                    .column_by_name(CREATED_TIMESTAMP)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Float64Array::from(Vec::<f64>::new()))),
-            );
+            // `read_events` returns the offline layout: keys, event and created time, then the
+            // source columns, which the computed features replace.
+            let mut columns = events.columns()[..key_names.len() + 2].to_vec();
             columns.extend(features);
             let full = RecordBatch::try_new(table.schema.clone(), columns).map_err(arrow_err)?;
             // Rows read only as look-back context are not part of the range.
-            let ts = full
-                .column_by_name(EVENT_TIMESTAMP)
-                .map(|c| c.as_primitive::<TimestampNanosecondType>().clone())
-                .ok_or_else(|| Error::Internal("no event_timestamp".into()))?;
-            let keep: arrow_array::BooleanArray = ts
+            let keep: arrow_array::BooleanArray = event_times
                 .iter()
-                .map(|t| Some(t.is_some_and(|t| start.is_none_or(|s| t >= s))))
+                .map(|t| Some(start.is_none_or(|s| *t >= s)))
                 .collect();
             arrow_select::filter::filter_record_batch(&full, &keep).map_err(arrow_err)
         })
@@ -447,6 +433,10 @@ impl FeatureStore {
         }
         let mut out_columns: Vec<(String, ArrayRef)> = Vec::new();
         for (view_name, features) in by_view {
+            let names: Vec<String> = features
+                .iter()
+                .map(|r| r.output_name(options.full_feature_names))
+                .collect();
             let served = self.view(&view_name)?.clone();
             let view = served.definition.clone();
             let (source, path) = self.source_of(&view)?;
@@ -527,12 +517,7 @@ impl FeatureStore {
             })
             .await
             .map_err(|e| Error::Internal(format!("historical task failed: {e}")))??;
-            for (f, col) in features_names(&refs, &view_name, options.full_feature_names)
-                .into_iter()
-                .zip(cols)
-            {
-                out_columns.push((f, col));
-            }
+            out_columns.extend(names.into_iter().zip(cols));
         }
         let mut fields: Vec<ArrowField> = entities
             .schema()
@@ -552,19 +537,6 @@ impl FeatureStore {
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_err)
     }
-}
-
-fn features_names(refs: &[FeatureRef], view: &str, full: bool) -> Vec<String> {
-    refs.iter()
-        .filter(|r| r.view == view)
-        .map(|r| {
-            if full {
-                format!("{}__{}", r.view, r.feature)
-            } else {
-                r.feature.clone()
-            }
-        })
-        .collect()
 }
 
 fn column_list(batch: &RecordBatch) -> String {

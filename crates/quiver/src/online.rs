@@ -114,11 +114,7 @@ impl FeatureStore {
         let mut names: Vec<String> = request.entities.iter().map(|(k, _)| k.clone()).collect();
         let mut seen: HashMap<String, &str> = HashMap::new();
         for r in &refs {
-            let name = if request.full_feature_names {
-                format!("{}__{}", r.view, r.feature)
-            } else {
-                r.feature.clone()
-            };
+            let name = r.output_name(request.full_feature_names);
             if let Some(other) = seen.insert(name.clone(), &r.view) {
                 return Err(Error::InvalidRequest(format!(
                     "feature name `{name}` is requested twice (views `{other}` and `{}`); set `full_feature_names: true` or drop the duplicate",

@@ -293,6 +293,18 @@ impl FeatureRef {
     }
 }
 
+impl FeatureRef {
+    /// The feature's column name in responses and training sets: `feature`, or
+    /// `view__feature` with full feature names (Feast's convention).
+    pub fn output_name(&self, full_feature_names: bool) -> String {
+        if full_feature_names {
+            format!("{}__{}", self.view, self.feature)
+        } else {
+            self.feature.clone()
+        }
+    }
+}
+
 impl std::fmt::Display for FeatureRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.view, self.feature)
