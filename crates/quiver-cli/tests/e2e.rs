@@ -314,3 +314,137 @@ fn training_set_walkthrough() {
     let out = ok(quiver(&dir, &["prune"], &[]));
     assert!(out.contains("user_spend: 0 rows"), "{out}");
 }
+
+/// The `sql.yaml.example` from `quiver init`, enabled as the README says: a filtered plain view
+/// and aggregations over a filtered stream, checked against the transactions file directly.
+#[cfg(feature = "sql")]
+#[test]
+fn sql_transform_walkthrough() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        Float64Type, Int64Type, TimestampMicrosecondType, TimestampNanosecondType,
+    };
+
+    let root = tempfile::tempdir().unwrap();
+    let dir = init(root.path());
+    std::fs::rename(
+        dir.join("features/sql.yaml.example"),
+        dir.join("features/sql.yaml"),
+    )
+    .unwrap();
+    let out = ok(quiver(&dir, &["apply"], &[]));
+    assert!(out.contains("+ feature view `user_last_travel` v1"), "{out}");
+    assert!(out.contains("+ feature view `user_big_ticket` v1"), "{out}");
+
+    // The oracle: per user, the latest travel transaction and all big-ticket ones.
+    let tx = quiver::offline_io::read_file(&dir.join("data/transactions.parquet")).unwrap();
+    let col = |name: &str| tx.column(tx.schema().index_of(name).unwrap()).clone();
+    let (users, amounts, categories, times) = (
+        col("user_id"),
+        col("amount"),
+        col("merchant_category"),
+        col("event_time"),
+    );
+    let users = users.as_primitive::<Int64Type>();
+    let amounts = amounts.as_primitive::<Float64Type>();
+    let categories = categories.as_string::<i32>();
+    let times = times.as_primitive::<TimestampMicrosecondType>();
+    let mut last_travel: std::collections::HashMap<i64, (i64, f64)> = Default::default();
+    let mut big_ticket: Vec<(i64, i64, f64)> = Vec::new();
+    for row in 0..tx.num_rows() {
+        let (user, t, amount) = (users.value(row), times.value(row), amounts.value(row));
+        let category = categories.value(row);
+        if category == "travel" {
+            let best = last_travel.entry(user).or_insert((t, amount));
+            if t >= best.0 {
+                *best = (t, amount);
+            }
+        }
+        if category == "travel" || category == "electronics" {
+            big_ticket.push((user, t * 1_000, amount));
+        }
+    }
+
+    let out = ok(quiver(
+        &dir,
+        &["materialize", "--views", "user_last_travel"],
+        &[],
+    ));
+    assert!(
+        out.contains(&format!("{} entities", last_travel.len())),
+        "{out}"
+    );
+    let mut travellers: Vec<i64> = last_travel.keys().copied().collect();
+    travellers.sort_unstable();
+    let mut args = vec![
+        "get".to_string(),
+        "user_last_travel:travel_amount".into(),
+        "user_last_travel:travel_rounded".into(),
+    ];
+    for user in travellers.iter().take(5) {
+        args.push("--entity".into());
+        args.push(format!("user_id={user}"));
+    }
+    args.push("--json".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let body: Value = serde_json::from_str(&ok(quiver(&dir, &args, &[]))).unwrap();
+    for (i, user) in travellers.iter().take(5).enumerate() {
+        let amount = last_travel[user].1;
+        assert_eq!(body["results"][1]["values"][i], json!(amount), "user {user}");
+        assert_eq!(body["results"][2]["values"][i], json!(amount.round()), "user {user}");
+    }
+
+    // Windows over the SQL result, evaluated at each label row's own time.
+    ok(quiver(&dir, &["build", "--views", "user_big_ticket"], &[]));
+    let train = root.path().join("train.parquet");
+    let labels = dir.join("data/labels.csv");
+    ok(quiver(
+        &dir,
+        &[
+            "historical",
+            "--entities",
+            labels.to_str().unwrap(),
+            "--features",
+            "user_big_ticket:amount__sum__7d,user_big_ticket:amount__count__30d",
+            "--out",
+            train.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let batch = quiver::offline_io::read_file(&train).unwrap();
+    let at = batch.column_by_name("event_timestamp").unwrap();
+    let at = at.as_primitive::<TimestampNanosecondType>();
+    let who = batch.column_by_name("user_id").unwrap();
+    let who = who.as_primitive::<Int64Type>();
+    let sums = batch.column_by_name("amount__sum__7d").unwrap();
+    let sums = sums.as_primitive::<Float64Type>();
+    let counts = batch.column_by_name("amount__count__30d").unwrap();
+    let counts = counts.as_primitive::<Int64Type>();
+    let mut non_empty = 0;
+    for row in 0..batch.num_rows() {
+        let (user, t) = (who.value(row), at.value(row));
+        let week = 7 * 86_400 * 1_000_000_000_i64;
+        let month = 30 * 86_400 * 1_000_000_000_i64;
+        let in_week: Vec<f64> = big_ticket
+            .iter()
+            .filter(|(u, e, _)| *u == user && *e <= t && *e > t - week)
+            .map(|(_, _, a)| *a)
+            .collect();
+        let in_month = big_ticket
+            .iter()
+            .filter(|(u, e, _)| *u == user && *e <= t && *e > t - month)
+            .count();
+        assert_eq!(counts.value(row) as usize, in_month, "row {row}");
+        if in_week.is_empty() {
+            continue;
+        }
+        non_empty += 1;
+        let expected: f64 = in_week.iter().sum();
+        assert!(
+            (sums.value(row) - expected).abs() < 1e-6 * expected.abs().max(1.0),
+            "row {row}: {} vs {expected}",
+            sums.value(row)
+        );
+    }
+    assert!(non_empty > 0, "some label rows have big-ticket spend in their week");
+}

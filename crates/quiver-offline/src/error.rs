@@ -49,6 +49,10 @@ pub enum OfflineError {
     #[error("{origin}: {message}")]
     Unsupported { origin: String, message: String },
 
+    /// A view's `sql:` query failed to plan or run.
+    #[error("{origin}: {message}")]
+    Sql { origin: String, message: String },
+
     /// An offline store backend failed (connection, query, file I/O); `store` names it.
     #[error("offline store `{store}`: {message}")]
     Store {
@@ -73,6 +77,7 @@ impl OfflineError {
             OfflineError::MissingColumn { .. }
                 | OfflineError::IncompatibleType { .. }
                 | OfflineError::Unsupported { .. }
+                | OfflineError::Sql { .. }
         )
     }
 }

@@ -170,6 +170,7 @@ fn sample_users_read_back_one_latest_row_per_user() {
         fields: &fields,
         start: None,
         end: Some(NOW_NS),
+        sql: None,
     })
     .unwrap();
     assert_eq!(rows.rows.len(), 120);

@@ -115,6 +115,7 @@ impl Req {
             fields: &self.fields,
             start: self.start,
             end: self.end,
+            sql: None,
         }
     }
 

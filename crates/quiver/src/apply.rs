@@ -106,6 +106,7 @@ impl FeatureStore {
                     fields: &fields,
                     start: None,
                     end: None,
+                    sql: view.sql.as_deref(),
                 })
                 .map_err(|e| format!("feature view `{}`: {e}", view.name))
             })

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 
 const CONFIG_TEMPLATE: &str = include_str!("../templates/quiver.yaml");
 const USERS_TEMPLATE: &str = include_str!("../templates/users.yaml");
+const SQL_TEMPLATE: &str = include_str!("../templates/sql.yaml.example");
 const GITIGNORE: &str = ".quiver/\n";
 
 /// What `init` wrote.
@@ -63,6 +64,8 @@ pub fn init_project(dir: &Path, project: Option<&str>, seed: u64) -> Result<Init
     for (path, text) in [
         (config_path, config.as_str()),
         (features.join("users.yaml"), USERS_TEMPLATE),
+        // Not read by `apply` until renamed to `.yaml`: it needs the `sql` feature.
+        (features.join("sql.yaml.example"), SQL_TEMPLATE),
         (dir.join(".gitignore"), GITIGNORE),
     ] {
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;

@@ -159,6 +159,7 @@ impl FeatureStore {
                 fields: &read_view.fields,
                 start,
                 end: Some(end),
+                sql: read_view.sql.as_deref(),
             })
         })
         .await

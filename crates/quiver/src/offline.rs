@@ -71,6 +71,7 @@ pub(crate) fn read_events(
         fields: &fields,
         start,
         end,
+        sql: view.sql.as_deref(),
     })?)
 }
 

@@ -99,6 +99,12 @@ pub struct FeatureView {
     )]
     pub retention: Option<Duration>,
     pub fields: Vec<Field>,
+    /// A SQL query over the source (registered as table `source`, and under the source's name)
+    /// whose result rows stand in for the source's rows: they carry the join keys, the source's
+    /// timestamp column(s) and the columns the fields or transforms read. Run by DataFusion
+    /// (the `sql` cargo feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     /// For derived views: how each field is computed from the source, aligned with `fields`
     /// (empty for plain views, whose fields are source columns).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

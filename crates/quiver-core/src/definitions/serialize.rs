@@ -66,6 +66,10 @@ pub struct FeatureViewDef {
     /// How long the offline store keeps this view's history (`quiver prune`).
     #[serde(default)]
     pub retention: Option<String>,
+    /// A SQL query over the source (table `source`) whose result the view reads instead of the
+    /// source's rows; needs the `sql` cargo feature.
+    #[serde(default)]
+    pub sql: Option<String>,
     /// Plain features, read as they are from the source.
     #[serde(default)]
     pub fields: Vec<FieldDef>,

@@ -249,6 +249,16 @@ impl Definitions {
                     }
                 };
                 let derived = !v.aggregations.is_empty() || !v.time_series.is_empty();
+                let sql = v.sql.as_deref().map(str::trim).map(str::to_string);
+                if sql.as_deref() == Some("") {
+                    ctx.err(file, format!("{what}: field `sql` is empty (give a query such as `SELECT ... FROM source`, or leave `sql` out)"));
+                }
+                if sql.is_some()
+                    && let Some(s) = source
+                    && s.format == SourceFormat::Postgres
+                {
+                    ctx.err(file, format!("{what}: field `sql`: source `{}` is a postgres source; put the SQL in the source's `query` instead (PostgreSQL runs it)", s.name));
+                }
                 if v.fields.is_empty() && !derived {
                     ctx.err(file, format!("{what}: field `fields` is empty (give `fields`, `aggregations` or `time_series`)"));
                 }
@@ -299,6 +309,7 @@ impl Definitions {
                         ttl,
                         retention,
                         fields,
+                        sql,
                         transforms,
                         description: v.description.clone(),
                         tags: v.tags.clone(),

@@ -305,7 +305,7 @@ impl Plan {
                         let len = list.value_length() as usize;
                         let ranges = (0..list.len())
                             .map(|i| {
-                                let start = list.value_offset_at(i);
+                                let start = list.value_offset(i) as usize;
                                 list.is_valid(i).then_some((start, start + len))
                             })
                             .collect();

@@ -13,8 +13,10 @@ mod csv;
 mod latest;
 mod parquet;
 mod postgres;
+mod sql;
 mod table;
 
+pub use sql::SOURCE_TABLE;
 pub use table::{column_to_nanos, read_table, table_layout};
 
 use std::path::Path;
@@ -45,6 +47,9 @@ pub struct ReadRequest<'a> {
     pub start: Option<i64>,
     /// Event times from here on are not read, ns since the epoch UTC (exclusive).
     pub end: Option<i64>,
+    /// The view's `sql:` transform: when set, its result over the source is read instead of the
+    /// source (see `sql.rs`).
+    pub sql: Option<&'a str>,
 }
 
 /// The result of [`read_latest`].
@@ -99,10 +104,13 @@ pub fn read_latest_with_batch_size(req: &ReadRequest<'_>, batch_size: usize) -> 
 pub fn check_source(req: &ReadRequest<'_>) -> Result<()> {
     let origin = origin(req);
     let needs = needs(req);
-    let (schema, options) = match req.source.format {
-        SourceFormat::Parquet => (parquet::schema(req.path, &origin)?, PlanOptions::default()),
-        SourceFormat::Csv => csv::typed_schema(req.path, &origin, &csv_columns(&origin, &needs)?)?,
-        SourceFormat::Postgres => postgres::schema(req, &origin, &needs)?,
+    let (schema, options) = match (req.sql, req.source.format) {
+        (Some(sql), _) => sql::schema(req, &origin, sql)?,
+        (None, SourceFormat::Parquet) => (parquet::schema(req.path, &origin)?, PlanOptions::default()),
+        (None, SourceFormat::Csv) => {
+            csv::typed_schema(req.path, &origin, &csv_columns(&origin, &needs)?)?
+        }
+        (None, SourceFormat::Postgres) => postgres::schema(req, &origin, &needs)?,
     };
     plan_all(&origin, &schema, &needs, options).map(|_| ())
 }
@@ -122,6 +130,13 @@ pub fn read_columns(path: &Path, format: SourceFormat) -> Result<SchemaRef> {
 }
 
 fn origin(req: &ReadRequest<'_>) -> String {
+    if req.sql.is_some() {
+        return format!(
+            "the `sql` query over source `{}` ({})",
+            req.source.name,
+            req.path.display()
+        );
+    }
     match (&req.source.table, &req.source.query) {
         (Some(t), _) => format!("source `{}` (postgres table `{t}`)", req.source.name),
         (None, Some(_)) => format!("source `{}` (postgres query)", req.source.name),
@@ -273,6 +288,9 @@ fn open(
         if !columns.contains(&need.column) {
             columns.push(need.column);
         }
+    }
+    if let Some(sql) = req.sql {
+        return sql::open(req, origin, sql, batch_size);
     }
     match req.source.format {
         SourceFormat::Parquet => parquet::open(req.path, origin, &columns, batch_size),
