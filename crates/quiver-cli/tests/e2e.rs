@@ -333,7 +333,10 @@ fn sql_transform_walkthrough() {
     )
     .unwrap();
     let out = ok(quiver(&dir, &["apply"], &[]));
-    assert!(out.contains("+ feature view `user_last_travel` v1"), "{out}");
+    assert!(
+        out.contains("+ feature view `user_last_travel` v1"),
+        "{out}"
+    );
     assert!(out.contains("+ feature view `user_big_ticket` v1"), "{out}");
 
     // The oracle: per user, the latest travel transaction and all big-ticket ones.
@@ -390,8 +393,16 @@ fn sql_transform_walkthrough() {
     let body: Value = serde_json::from_str(&ok(quiver(&dir, &args, &[]))).unwrap();
     for (i, user) in travellers.iter().take(5).enumerate() {
         let amount = last_travel[user].1;
-        assert_eq!(body["results"][1]["values"][i], json!(amount), "user {user}");
-        assert_eq!(body["results"][2]["values"][i], json!(amount.round()), "user {user}");
+        assert_eq!(
+            body["results"][1]["values"][i],
+            json!(amount),
+            "user {user}"
+        );
+        assert_eq!(
+            body["results"][2]["values"][i],
+            json!(amount.round()),
+            "user {user}"
+        );
     }
 
     // Windows over the SQL result, evaluated at each label row's own time.
@@ -446,5 +457,8 @@ fn sql_transform_walkthrough() {
             sums.value(row)
         );
     }
-    assert!(non_empty > 0, "some label rows have big-ticket spend in their week");
+    assert!(
+        non_empty > 0,
+        "some label rows have big-ticket spend in their week"
+    );
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampNanosecondType};
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_array::{Array, TimestampNanosecondArray};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use quiver_core::{EntityKey, Field, JoinKey, KeyValue, ScalarType, Source, SourceFormat, Value};
 use quiver_offline::{OfflineError, ReadRequest, check_source, read_latest, read_table};
 
@@ -76,8 +76,7 @@ fn write_events(path: &Path) {
             Arc::new(StringArray::from_iter_values(EVENTS.iter().map(|e| e.3))),
         ),
     ];
-    quiver_offline::io::write_parquet(path, &RecordBatch::try_from_iter(columns).unwrap())
-        .unwrap();
+    quiver_offline::io::write_parquet(path, &RecordBatch::try_from_iter(columns).unwrap()).unwrap();
 }
 
 fn request<'a>(
@@ -121,7 +120,10 @@ fn latest_rows_come_from_the_query_result() {
                FROM source WHERE amount > 0";
     let rows = read_latest(&request(&path, &src, &keys, &fields, sql)).unwrap();
     assert_eq!(rows.rows.len(), 2);
-    assert_eq!(rows.rows_scanned, 3, "the query returns the three purchases");
+    assert_eq!(
+        rows.rows_scanned, 3,
+        "the query returns the three purchases"
+    );
     assert_eq!(
         latest_of(&rows, 1),
         (
@@ -160,7 +162,9 @@ fn the_source_is_also_registered_under_its_own_name_and_csv_types_are_inferred()
     check_source(&req).unwrap();
     let table = read_table(&req).unwrap();
     assert_eq!(table.num_rows(), 2);
-    let users = table.column(0).as_primitive::<arrow_array::types::Int64Type>();
+    let users = table
+        .column(0)
+        .as_primitive::<arrow_array::types::Int64Type>();
     let spent = table.column(3).as_primitive::<Float64Type>();
     let times = table.column(1).as_primitive::<TimestampNanosecondType>();
     let minute = 1_767_225_600 * SEC; // 2026-01-01T00:00:00Z
@@ -169,7 +173,9 @@ fn the_source_is_also_registered_under_its_own_name_and_csv_types_are_inferred()
         let expected = if users.value(row) == 1 { 7.0 } else { 7.5 };
         assert_eq!(spent.value(row), expected, "user {}", users.value(row));
     }
-    let counts = table.column(4).as_primitive::<arrow_array::types::Int64Type>();
+    let counts = table
+        .column(4)
+        .as_primitive::<arrow_array::types::Int64Type>();
     let total: i64 = (0..2).map(|r| counts.value(r)).sum();
     assert_eq!(total, 6);
     assert!(table.column(2).is_null(0), "no created timestamp column");
@@ -191,11 +197,17 @@ fn apply_time_errors_name_the_query_and_the_problem() {
     let err = check_err("SELEC user_id FROM source", &fields);
     assert!(matches!(err, OfflineError::Sql { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("the `sql` query over source `transactions`"), "{msg}");
+    assert!(
+        msg.contains("the `sql` query over source `transactions`"),
+        "{msg}"
+    );
     assert!(msg.contains("SELEC"), "{msg}");
 
-    let msg = check_err("SELECT user_id, ts, no_such_column AS cents FROM source", &fields)
-        .to_string();
+    let msg = check_err(
+        "SELECT user_id, ts, no_such_column AS cents FROM source",
+        &fields,
+    )
+    .to_string();
     assert!(msg.contains("no_such_column"), "{msg}");
 
     // The query runs, but its result lacks the view's timestamp column.

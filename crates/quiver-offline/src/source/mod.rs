@@ -106,7 +106,9 @@ pub fn check_source(req: &ReadRequest<'_>) -> Result<()> {
     let needs = needs(req);
     let (schema, options) = match (req.sql, req.source.format) {
         (Some(sql), _) => sql::schema(req, &origin, sql)?,
-        (None, SourceFormat::Parquet) => (parquet::schema(req.path, &origin)?, PlanOptions::default()),
+        (None, SourceFormat::Parquet) => {
+            (parquet::schema(req.path, &origin)?, PlanOptions::default())
+        }
         (None, SourceFormat::Csv) => {
             csv::typed_schema(req.path, &origin, &csv_columns(&origin, &needs)?)?
         }

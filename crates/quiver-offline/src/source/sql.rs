@@ -14,9 +14,9 @@
 //! says how to build with it.
 
 use super::{Opened, ReadRequest};
-use crate::error::Result;
 #[cfg(not(feature = "sql"))]
 use crate::error::OfflineError;
+use crate::error::Result;
 use arrow_schema::SchemaRef;
 
 /// Name under which the source's rows are registered, whatever the source is called.
@@ -48,7 +48,10 @@ pub(crate) fn schema(
     sql: &str,
 ) -> Result<(SchemaRef, super::convert::PlanOptions)> {
     let (schema, options) = engine::source_schema(req, origin)?;
-    Ok((engine::plan_only(origin, &req.source.name, sql, schema)?, options))
+    Ok((
+        engine::plan_only(origin, &req.source.name, sql, schema)?,
+        options,
+    ))
 }
 
 #[cfg(not(feature = "sql"))]
@@ -114,7 +117,9 @@ mod engine {
         origin: &str,
     ) -> Result<(SchemaRef, PlanOptions)> {
         match req.source.format {
-            SourceFormat::Parquet => Ok((parquet::schema(req.path, origin)?, PlanOptions::default())),
+            SourceFormat::Parquet => {
+                Ok((parquet::schema(req.path, origin)?, PlanOptions::default()))
+            }
             SourceFormat::Csv => Ok((
                 csv_schema(req, origin)?,
                 PlanOptions {
@@ -192,7 +197,8 @@ mod engine {
         batches: Vec<RecordBatch>,
     ) -> Result<SessionContext> {
         let ctx = SessionContext::new();
-        let table = Arc::new(MemTable::try_new(schema, vec![batches]).map_err(|e| sql_error(origin, e))?);
+        let table =
+            Arc::new(MemTable::try_new(schema, vec![batches]).map_err(|e| sql_error(origin, e))?);
         ctx.register_table(SOURCE_TABLE, table.clone())
             .map_err(|e| sql_error(origin, e))?;
         if source_name != SOURCE_TABLE {
@@ -282,7 +288,10 @@ mod tests {
     #[test]
     fn without_the_feature_a_sql_view_is_refused_with_how_to_build_it() {
         let message = super::not_built("source `tx` (tx.parquet)").to_string();
-        assert!(message.starts_with("source `tx` (tx.parquet): "), "{message}");
+        assert!(
+            message.starts_with("source `tx` (tx.parquet): "),
+            "{message}"
+        );
         assert!(message.contains("--features sql"), "{message}");
     }
 }
