@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Redis: `url` (`redis://[user:password@]host:port/db`, `rediss://` for TLS), `connect_timeout`
-//! (default `1s`), `command_timeout` (default `500ms`), `key_prefix` (default `quiver`).
+//! (default `1s`), `command_timeout` (default `500ms`), `key_prefix` (default `quiver`),
+//! `connections` (default 4: multiplexed connections, used round-robin).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ fn default_connect_timeout() -> String {
 
 fn default_command_timeout() -> String {
     "500ms".to_string()
+}
+
+fn default_connections() -> usize {
+    4
 }
 
 fn default_prefix() -> String {
@@ -78,6 +83,9 @@ pub struct RedisConfig {
     pub command_timeout: String,
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
+    /// Multiplexed connections per store, handed out round-robin (0 counts as 1).
+    #[serde(default = "default_connections")]
+    pub connections: usize,
     #[serde(default)]
     pub codec: Codec,
     #[serde(default = "default_threshold")]
@@ -93,6 +101,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("key_prefix", &self.key_prefix)
+            .field("connections", &self.connections)
             .field("codec", &self.codec)
             .field("compression_threshold", &self.compression_threshold)
             .field("default_ttl", &self.default_ttl)

@@ -280,6 +280,60 @@ async fn large_reads_and_writes_span_chunks() {
     assert_eq!(store.delete_table(&t).await.unwrap(), 2500);
 }
 
+/// One write of many keys, where some keys already hold a newer event: the multi-key script
+/// decides per key, counts both outcomes and sets the TTL on what it stored. Runs on a
+/// multi-thread runtime, where large batches are encoded in place (`block_in_place`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_mixes_stored_and_older_records() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(
+        &server.url(),
+        serde_json::json!({"connections": 3}),
+    ))
+    .await
+    .unwrap();
+    let t = table(Some(Duration::from_secs(600)));
+    let at = |k: i64, ts: i64, v: i64| {
+        (
+            EntityKey::single(KeyValue::Int(k)),
+            Record {
+                event_ts: ts,
+                created_ts: None,
+                values: vec![Value::Int64(v)],
+            },
+        )
+    };
+    // Every third key first gets an event at t=2000.
+    let newer: Vec<_> = (0..2500)
+        .filter(|k| k % 3 == 0)
+        .map(|k| at(k, 2000, -k))
+        .collect();
+    store.write(&t, &newer).await.unwrap();
+    // Then all keys get an event at t=1000: older for those.
+    let batch: Vec<_> = (0..2500).map(|k| at(k, 1000, k)).collect();
+    let summary = store.write(&t, &batch).await.unwrap();
+    assert_eq!(summary.skipped_older, newer.len());
+    assert_eq!(summary.written, 2500 - newer.len());
+
+    let keys: Vec<EntityKey> = batch.iter().map(|(k, _)| k.clone()).collect();
+    let got = store.read(&t, &keys).await.unwrap();
+    for (k, record) in got.iter().enumerate() {
+        let record = record.as_ref().unwrap();
+        let k = k as i64;
+        let (ts, v) = if k % 3 == 0 { (2000, -k) } else { (1000, k) };
+        assert_eq!((record.event_ts, &record.values[0]), (ts, &Value::Int64(v)));
+    }
+    let mut conn = raw_conn(&server).await;
+    for k in [1, 2, 2499] {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(format!("quiver:proj:view:v1:{k}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(pttl > 590_000 && pttl <= 600_000, "key {k}: PTTL {pttl}");
+    }
+}
+
 #[tokio::test]
 async fn acl_user_and_database_number_come_from_the_url() {
     let server = RedisServer::start();

@@ -148,75 +148,248 @@ impl FeatureStore {
             .await
             .map_err(|e| Error::Internal(format!("source read task failed: {e}")))??;
             return self
-                .write_materialized(name, &served, derived, strict, started, progress)
+                .write_materialized(
+                    name,
+                    &served,
+                    Latest::Rows(
+                        derived.rows.into_iter(),
+                        derived.rows_scanned,
+                        derived.rows_in_window,
+                    ),
+                    strict,
+                    started,
+                    progress,
+                )
                 .await;
         }
         let latest = tokio::task::spawn_blocking(move || {
-            quiver_offline::read_latest(&quiver_offline::ReadRequest {
-                path: &path,
-                source: &source,
-                join_keys: &read_view.join_keys,
-                fields: &read_view.fields,
-                start,
-                end: Some(end),
-                sql: read_view.sql.as_deref(),
-            })
+            quiver_offline::source::read_latest_index(&read_request(
+                &path, &source, &read_view, start, end,
+            ))
         })
         .await
         .map_err(|e| Error::Internal(format!("source read task failed: {e}")))??;
 
-        self.write_materialized(name, &served, latest, strict, started, progress)
-            .await
+        self.write_materialized(
+            name,
+            &served,
+            Latest::Index(latest),
+            strict,
+            started,
+            progress,
+        )
+        .await
     }
 
+    /// Validates and writes the latest rows: a blocking thread converts and validates them a
+    /// batch at a time while up to [`WRITES_IN_FLIGHT`] batches are being written, so reading
+    /// overlaps writing and only a few batches of converted rows exist at any moment.
     async fn write_materialized(
         &self,
         name: &str,
         served: &crate::store::ServedView,
-        latest: quiver_offline::LatestRows,
+        mut latest: Latest,
         strict: bool,
         started: Instant,
         progress: &dyn Progress,
     ) -> Result<ViewReport> {
-        let view = &served.definition;
-        let mut report = ViewReport {
+        let (rows_scanned, rows_in_window) = latest.counts();
+        let report = ViewReport {
             view: name.to_string(),
             version: served.table.version,
-            rows_scanned: latest.rows_scanned,
-            rows_in_window: latest.rows_in_window,
+            rows_scanned,
+            rows_in_window,
             ..ViewReport::default()
         };
-        let mut valid = Vec::with_capacity(latest.rows.len());
-        for (key, record) in latest.rows {
-            match validate_row(view, &key, &record) {
-                Ok(()) => valid.push((key, record)),
-                Err(msg) if strict => {
-                    return Err(Error::InvalidRequest(format!(
-                        "{msg} (strict mode: nothing written for this view)"
-                    )));
-                }
-                Err(msg) => {
-                    report.rejected += 1;
-                    if report.rejections.len() < MAX_REPORTED_REJECTIONS {
-                        tracing::warn!(view = name, rejection = %msg, "row rejected");
-                        report.rejections.push(msg);
+        let batch = self.project().config.materialize.batch_size.max(1);
+        let mut view = served.definition.clone();
+        if strict {
+            // Strict: every row is checked before anything is written.
+            let (checked, v) = tokio::task::spawn_blocking(move || {
+                let result = latest.check_all(&view, batch);
+                (result.map(|()| latest), view)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?;
+            latest = checked?;
+            view = v;
+        }
+        self.write_valid(name, served, latest, view, batch, report, started, progress)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_valid(
+        &self,
+        name: &str,
+        served: &crate::store::ServedView,
+        mut latest: Latest,
+        view: std::sync::Arc<FeatureView>,
+        batch: usize,
+        mut report: ViewReport,
+        started: Instant,
+        progress: &dyn Progress,
+    ) -> Result<ViewReport> {
+        progress.view_started(name, latest.remaining() as u64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(EntityKey, Record)>>>(2);
+        let view_name = name.to_string();
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut rejected = 0u64;
+            let mut rejections = Vec::new();
+            while let Some(chunk) = latest.next_chunk(batch) {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        break;
+                    }
+                };
+                let mut valid = Vec::with_capacity(chunk.len());
+                for (key, record) in chunk {
+                    match validate_row(&view, &key, &record) {
+                        Ok(()) => valid.push((key, record)),
+                        Err(msg) => {
+                            rejected += 1;
+                            if rejections.len() < MAX_REPORTED_REJECTIONS {
+                                tracing::warn!(view = %view_name, rejection = %msg, "row rejected");
+                                rejections.push(msg);
+                            }
+                        }
                     }
                 }
+                // A closed channel: the writer failed and returned its error already.
+                if tx.blocking_send(Ok(valid)).is_err() {
+                    break;
+                }
             }
-        }
-        report.entities = valid.len() as u64;
-        progress.view_started(name, valid.len() as u64);
-        let batch = self.project().config.materialize.batch_size.max(1);
+            (rejected, rejections)
+        });
+
         let mut total = WriteSummary::default();
-        for chunk in valid.chunks(batch) {
-            total += self.online_store().write(&served.table, chunk).await?;
-            progress.advanced(chunk.len() as u64);
+        let mut writes: tokio::task::JoinSet<Result<(WriteSummary, usize)>> =
+            tokio::task::JoinSet::new();
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk?;
+            while writes.len() >= WRITES_IN_FLIGHT {
+                if let Some(joined) = writes.join_next().await {
+                    let (summary, rows) = finished(joined)?;
+                    total += summary;
+                    progress.advanced(rows as u64);
+                }
+            }
+            let store = self.online_store().clone();
+            let table = served.table.clone();
+            writes.spawn(async move {
+                let summary = store.write(&table, &chunk).await?;
+                Ok((summary, chunk.len()))
+            });
         }
+        while let Some(joined) = writes.join_next().await {
+            let (summary, rows) = finished(joined)?;
+            total += summary;
+            progress.advanced(rows as u64);
+        }
+        let (rejected, rejections) = producer
+            .await
+            .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?;
+        report.rejected = rejected;
+        report.rejections = rejections;
         report.written = total.written as u64;
         report.skipped_older = total.skipped_older as u64;
+        report.entities = report.written + report.skipped_older;
         report.seconds = started.elapsed().as_secs_f64();
         progress.view_finished(&report);
         Ok(report)
+    }
+}
+
+/// What to read from a plain view's source: its latest rows with `start <= event time < end`.
+fn read_request<'a>(
+    path: &'a std::path::Path,
+    source: &'a quiver_core::Source,
+    view: &'a FeatureView,
+    start: Option<i64>,
+    end: i64,
+) -> quiver_offline::ReadRequest<'a> {
+    quiver_offline::ReadRequest {
+        path,
+        source,
+        join_keys: &view.join_keys,
+        fields: &view.fields,
+        start,
+        end: Some(end),
+        sql: view.sql.as_deref(),
+    }
+}
+
+fn finished(
+    joined: std::result::Result<Result<(WriteSummary, usize)>, tokio::task::JoinError>,
+) -> Result<(WriteSummary, usize)> {
+    joined.map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+}
+
+/// Write batches in flight at once per view: while one is on the wire or in Redis, the next is
+/// encoded.
+const WRITES_IN_FLIGHT: usize = 3;
+
+/// The latest rows of a view: converted already (derived views), or an index into the source's
+/// columns, converted a batch at a time.
+enum Latest {
+    Rows(std::vec::IntoIter<(EntityKey, Record)>, u64, u64),
+    Index(quiver_offline::source::LatestIndex),
+}
+
+impl Latest {
+    /// Rows scanned and rows in the window.
+    fn counts(&self) -> (u64, u64) {
+        match self {
+            Latest::Rows(_, scanned, in_window) => (*scanned, *in_window),
+            Latest::Index(index) => (index.rows_scanned, index.rows_in_window),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        match self {
+            Latest::Rows(rows, ..) => rows.len(),
+            Latest::Index(index) => index.remaining(),
+        }
+    }
+
+    fn next_chunk(&mut self, max: usize) -> Option<Result<Vec<(EntityKey, Record)>>> {
+        match self {
+            Latest::Rows(rows, ..) => {
+                let chunk: Vec<_> = rows.by_ref().take(max).collect();
+                (!chunk.is_empty()).then_some(Ok(chunk))
+            }
+            Latest::Index(index) => index.next_chunk(max).map(|r| r.map_err(Error::from)),
+        }
+    }
+
+    /// Fails on the first row that violates a constraint; the rows stay in place.
+    fn check_all(&self, view: &FeatureView, batch: usize) -> Result<()> {
+        let fail = |msg: String| {
+            Error::InvalidRequest(format!(
+                "{msg} (strict mode: nothing written for this view)"
+            ))
+        };
+        match self {
+            Latest::Rows(rows, ..) => {
+                for (key, record) in rows.as_slice() {
+                    validate_row(view, key, record).map_err(fail)?;
+                }
+            }
+            Latest::Index(index) => {
+                let mut at = 0;
+                while at < index.len() {
+                    let end = (at + batch).min(index.len());
+                    for (key, record) in index.rows(at..end)? {
+                        validate_row(view, &key, &record).map_err(fail)?;
+                    }
+                    at = end;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -250,5 +423,120 @@ impl FeatureStore {
             self.set_registry(Some(current))?;
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example project with `user_profile`'s `age` capped at 60 (so some latest rows are
+    /// invalid) and small write batches (so the pipeline runs many batches, several in flight).
+    async fn project(root: &std::path::Path) -> FeatureStore {
+        let dir = root.join("p");
+        crate::init::init_project(&dir, None, 7).unwrap();
+        let config = dir.join("quiver.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace("batch_size: 2000", "batch_size: 300")).unwrap();
+        let users = dir.join("features/users.yaml");
+        let text = std::fs::read_to_string(&users).unwrap();
+        assert!(text.contains("max: 130"));
+        std::fs::write(&users, text.replace("max: 130", "max: 60")).unwrap();
+        let mut store = FeatureStore::open(&dir).await.unwrap();
+        store.apply().await.unwrap();
+        store
+    }
+
+    fn options(strict: bool, end: i64) -> MaterializeOptions {
+        MaterializeOptions {
+            views: vec!["user_profile".into()],
+            strict: Some(strict),
+            end: Some(end),
+            ..MaterializeOptions::default()
+        }
+    }
+
+    /// The streamed materialization writes exactly the rows of the reference fold
+    /// (`read_latest`, everything in memory) that pass validation, and counts the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_batches_write_exactly_the_valid_latest_rows() {
+        let root = tempfile::tempdir().unwrap();
+        let store = project(root.path()).await;
+        let end = quiver_online::now_ns();
+        let report = store
+            .materialize(&options(false, end), &NoProgress)
+            .await
+            .unwrap();
+        let report = &report.views[0];
+
+        let served = store.view("user_profile").unwrap();
+        let view = &served.definition;
+        let registry = store.registry().unwrap();
+        let source = store
+            .resolve_source(registry.sources[&view.source].clone())
+            .unwrap();
+        let path = store.project().resolve(&source.path);
+        let reference =
+            quiver_offline::read_latest(&read_request(&path, &source, view, None, end)).unwrap();
+        let (valid, invalid): (Vec<_>, Vec<_>) = reference
+            .rows
+            .into_iter()
+            .partition(|(k, r)| validate_row(view, k, r).is_ok());
+        assert!(valid.len() > 600 && !invalid.is_empty(), "{}", valid.len());
+        assert_eq!(report.rows_scanned, reference.rows_scanned);
+        assert_eq!(report.entities, valid.len() as u64);
+        assert_eq!(report.written, valid.len() as u64);
+        assert_eq!(report.skipped_older, 0);
+        assert_eq!(report.rejected, invalid.len() as u64);
+        assert_eq!(
+            report.rejections.len(),
+            invalid.len().min(MAX_REPORTED_REJECTIONS)
+        );
+
+        let online = store.online_store();
+        let keys: Vec<EntityKey> = valid.iter().map(|(k, _)| k.clone()).collect();
+        let got = online.read(&served.table, &keys).await.unwrap();
+        for ((key, expected), got) in valid.iter().zip(&got) {
+            assert_eq!(got.as_ref(), Some(expected), "entity {key:?}");
+        }
+        let keys: Vec<EntityKey> = invalid.iter().map(|(k, _)| k.clone()).collect();
+        let got = online.read(&served.table, &keys).await.unwrap();
+        assert!(
+            got.iter().all(Option::is_none),
+            "a rejected row was written"
+        );
+
+        // Again: the same events, so every row is rewritten (equal times overwrite).
+        let again = store
+            .materialize(&options(false, end), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(again.views[0].written, valid.len() as u64);
+    }
+
+    /// Strict mode checks every row before writing any.
+    #[tokio::test]
+    async fn strict_mode_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let store = project(root.path()).await;
+        let err = store
+            .materialize(&options(true, quiver_online::now_ns()), &NoProgress)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("strict mode") && err.contains("field `age`"),
+            "{err}"
+        );
+        let served = store.view("user_profile").unwrap();
+        let keys: Vec<EntityKey> = (0..10_000)
+            .map(|i| EntityKey::single(quiver_core::KeyValue::Int(i)))
+            .collect();
+        let got = store
+            .online_store()
+            .read(&served.table, &keys)
+            .await
+            .unwrap();
+        assert!(got.iter().all(Option::is_none));
     }
 }

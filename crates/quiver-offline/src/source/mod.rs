@@ -18,6 +18,7 @@ mod table;
 
 pub use sql::SOURCE_TABLE;
 pub use table::{column_to_nanos, read_table, table_layout};
+pub use latest::{LatestIndex, read_latest_index};
 
 use std::path::Path;
 

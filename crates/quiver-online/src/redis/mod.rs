@@ -1,8 +1,9 @@
 //! Redis online store (single node).
 //!
 //! Layout:
-//! - [`store`]: [`RedisStore`], the trait implementations over one multiplexed
-//!   `ConnectionManager` (reads are one MGET round trip; writes are pipelined script calls).
+//! - [`store`]: [`RedisStore`], the trait implementations over a few multiplexed
+//!   `ConnectionManager`s used round-robin (reads are one MGET round trip; writes are pipelines
+//!   of script calls, each call writing up to 100 keys).
 //! - `script`: the Lua script that makes "newer wins" atomic per key, and glob escaping for SCAN.
 //! - `errors`: mapping client errors to [`crate::OnlineError`] without leaking the password.
 //!

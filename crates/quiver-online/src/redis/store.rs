@@ -1,12 +1,16 @@
-//! [`RedisStore`]: the online store traits over one multiplexed Redis connection.
+//! [`RedisStore`]: the online store traits over a small set of multiplexed Redis connections.
 //!
-//! One `ConnectionManager` per store: it multiplexes every concurrent request over a single
-//! connection (no pool needed) and reconnects after a failure. Every call is bounded by the
-//! configured command timeout, so a dead server yields `Unavailable` quickly instead of a hang,
-//! and a call that fails because the connection just broke is retried once (the first command
-//! after an idle disconnect fails that way; the retry runs on a fresh connection).
+//! A store holds `connections` `ConnectionManager`s (default 4) and hands them out round-robin:
+//! each multiplexes the concurrent requests it is given and reconnects after a failure, and
+//! several of them let replies be read and parsed on several runtime threads at once (one
+//! connection serializes every reply of the process through one reader task). Every call is
+//! bounded by the configured command timeout, so a dead server yields `Unavailable` quickly
+//! instead of a hang, and a call that fails because the connection just broke is retried once on
+//! the same connection (the first command after an idle disconnect fails that way; the retry
+//! runs on a fresh connection).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -23,8 +27,10 @@ use crate::{OnlineStoreRead, OnlineStoreWrite, ViewTable, WriteSummary};
 
 /// Keys per MGET; larger reads become a pipeline of MGETs (still one round trip).
 const READ_CHUNK: usize = 1000;
-/// Script calls per write pipeline.
+/// Records per write pipeline.
 const WRITE_CHUNK: usize = 1000;
+/// Records per script call (the script handles a group of keys per call).
+const SCRIPT_KEYS: usize = 100;
 /// Bytes of records per write pipeline, so one pipeline of large values stays well within the
 /// command timeout.
 const WRITE_CHUNK_BYTES: usize = 4 << 20;
@@ -35,14 +41,16 @@ const DELETE_BATCH: usize = 1000;
 
 /// State every handle from [`RedisStore::with_codec`] shares.
 struct Shared {
-    conn: ConnectionManager,
+    /// Handed out round-robin by [`Shared::conn`].
+    conns: Vec<ConnectionManager>,
+    next: AtomicUsize,
     script: redis::Script,
     target: Target,
     key_prefix: String,
     command_timeout: Duration,
 }
 
-/// The Redis online store. Cheap to clone; clones share one connection.
+/// The Redis online store. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct RedisStore {
     shared: Arc<Shared>,
@@ -83,18 +91,24 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(connect_timeout);
-        let conn = match tokio::time::timeout(
-            connect_timeout,
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
+        let connect_all = async {
+            let mut conns = Vec::with_capacity(config.connections.max(1));
+            for _ in 0..config.connections.max(1) {
+                conns.push(
+                    ConnectionManager::new_with_config(client.clone(), manager_config.clone())
+                        .await?,
+                );
+            }
+            Ok::<_, RedisError>(conns)
+        };
+        let conns = match tokio::time::timeout(connect_timeout, connect_all).await {
+            Ok(Ok(conns)) => conns,
             Ok(Err(e)) => return Err(target.error("connect", &e)),
             Err(_) => return Err(target.timeout("connect", connect_timeout)),
         };
         let shared = Shared {
-            conn,
+            conns,
+            next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
             target,
             key_prefix: config.key_prefix.clone(),
@@ -103,8 +117,7 @@ impl RedisStore {
         // Load the script now so a server that forbids scripting fails at startup, not at the
         // first materialization.
         shared
-            .run("script load", || {
-                let mut conn = shared.conn.clone();
+            .run("script load", |mut conn| {
                 let script = &shared.script;
                 async move { script.load_async(&mut conn).await }
             })
@@ -119,7 +132,7 @@ impl RedisStore {
         })
     }
 
-    /// A handle on the same connection that writes with another codec.
+    /// A handle on the same connections that writes with another codec.
     pub fn with_codec(&self, codec: RecordCodec) -> Self {
         RedisStore {
             shared: self.shared.clone(),
@@ -136,8 +149,7 @@ impl RedisStore {
     pub async fn raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let shared = &self.shared;
         shared
-            .run("get", || {
-                let mut conn = shared.conn.clone();
+            .run("get", |mut conn| {
                 let key = key.to_string();
                 async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
             })
@@ -146,17 +158,27 @@ impl RedisStore {
 }
 
 impl Shared {
-    /// Runs `op` under the command timeout, retrying once if the connection had just broken.
+    /// The next connection, round-robin.
+    fn conn(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
+
+    /// Runs `op` on the next connection under the command timeout, retrying once on the same
+    /// connection (which reconnects) if it had just broken.
     async fn run<T, F, Fut>(&self, name: &str, mut op: F) -> Result<T>
     where
-        F: FnMut() -> Fut,
+        F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        match self.attempt(op()).await {
+        let conn = self.conn();
+        match self.attempt(op(conn.clone())).await {
             Ok(v) => Ok(v),
             Err(Failure::Redis(e)) if is_retryable(&e) => {
                 tracing::debug!(op = name, error = %e, "redis call failed on a broken connection; retrying once");
-                self.attempt(op()).await.map_err(|f| self.failure(name, f))
+                self.attempt(op(conn))
+                    .await
+                    .map_err(|f| self.failure(name, f))
             }
             Err(f) => Err(self.failure(name, f)),
         }
@@ -183,8 +205,7 @@ impl Shared {
     /// FLUSH`), loads it and runs the pipeline again. Re-running is safe: a NOSCRIPT reply means
     /// no call in the pipeline ran, and each call is idempotent anyway.
     async fn eval_pipeline(&self, pipe: &redis::Pipeline) -> Result<Vec<i64>> {
-        self.run("write", || {
-            let mut conn = self.conn.clone();
+        self.run("write", |mut conn| {
             let script = self.script.clone();
             async move {
                 match pipe.query_async::<Vec<i64>>(&mut conn).await {
@@ -236,8 +257,7 @@ impl OnlineStoreRead for RedisStore {
             .map(|k| table.key(&shared.key_prefix, k))
             .collect();
         let values: Vec<Option<Vec<u8>>> = shared
-            .run("mget", || {
-                let mut conn = shared.conn.clone();
+            .run("mget", |mut conn| {
                 let full = &full;
                 async move {
                     if full.len() <= READ_CHUNK {
@@ -280,9 +300,8 @@ impl OnlineStoreRead for RedisStore {
         let shared = &self.shared;
         let start = Instant::now();
         shared
-            .run("ping", || {
-                let mut conn = shared.conn.clone();
-                async move { redis::cmd("PING").query_async::<String>(&mut conn).await }
+            .run("ping", |mut conn| async move {
+                redis::cmd("PING").query_async::<String>(&mut conn).await
             })
             .await?;
         Ok(start.elapsed())
@@ -297,8 +316,14 @@ impl OnlineStoreRead for RedisStore {
 impl OnlineStoreWrite for RedisStore {
     async fn write(&self, table: &ViewTable, rows: &[(EntityKey, Record)]) -> Result<WriteSummary> {
         let shared = &self.shared;
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let encoded = if rows.len() <= ENCODE_INLINE_MAX {
             encode(self.codec, &shared.key_prefix, table, rows)?
+        } else if multi_thread {
+            // Encoding a large batch (zstd for big values) would stall the runtime's thread:
+            // hand the thread's other work to another one meanwhile (no copy of the rows).
+            tokio::task::block_in_place(|| encode(self.codec, &shared.key_prefix, table, rows))?
         } else {
             // Encoding a large batch (zstd for big values) would stall the runtime's threads.
             let (codec, prefix, table, rows) = (
@@ -334,21 +359,33 @@ impl OnlineStoreWrite for RedisStore {
             let (chunk, tail) = rest.split_at(take);
             rest = tail;
             let mut pipe = redis::pipe();
-            for (key, value) in chunk {
-                pipe.cmd("EVALSHA")
-                    .arg(hash)
-                    .arg(1)
-                    .arg(key)
-                    .arg(value)
-                    .arg(ttl_ms);
-            }
-            for stored in shared.eval_pipeline(&pipe).await? {
-                if stored == 1 {
-                    summary.written += 1;
-                } else {
-                    summary.skipped_older += 1;
+            for group in chunk.chunks(SCRIPT_KEYS) {
+                let call = pipe.cmd("EVALSHA").arg(hash).arg(group.len());
+                for (key, _) in group {
+                    call.arg(key);
+                }
+                call.arg(ttl_ms);
+                for (_, value) in group {
+                    call.arg(value);
                 }
             }
+            let stored: usize = shared
+                .eval_pipeline(&pipe)
+                .await?
+                .into_iter()
+                .map(|n| usize::try_from(n).unwrap_or(0))
+                .sum();
+            if stored > chunk.len() {
+                return Err(OnlineError::Backend {
+                    store: "redis",
+                    message: format!(
+                        "the write script stored {stored} of {} records (this is a bug in Quiver)",
+                        chunk.len()
+                    ),
+                });
+            }
+            summary.written += stored;
+            summary.skipped_older += chunk.len() - stored;
         }
         Ok(summary)
     }
@@ -360,8 +397,7 @@ impl OnlineStoreWrite for RedisStore {
         let mut deleted = 0u64;
         loop {
             let (next, keys): (u64, Vec<Vec<u8>>) = shared
-                .run("scan", || {
-                    let mut conn = shared.conn.clone();
+                .run("scan", |mut conn| {
                     let pattern = &pattern;
                     async move {
                         redis::cmd("SCAN")
@@ -377,8 +413,7 @@ impl OnlineStoreWrite for RedisStore {
                 .await?;
             if !keys.is_empty() {
                 let removed: u64 = shared
-                    .run("unlink", || {
-                        let mut conn = shared.conn.clone();
+                    .run("unlink", |mut conn| {
                         let keys = &keys;
                         async move { redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await }
                     })
