@@ -16,9 +16,9 @@ mod postgres;
 mod sql;
 mod table;
 
+pub use latest::{LatestIndex, read_latest_index};
 pub use sql::SOURCE_TABLE;
 pub use table::{column_to_nanos, read_table, table_layout};
-pub use latest::{LatestIndex, read_latest_index};
 
 use std::path::Path;
 
