@@ -216,25 +216,30 @@ impl FeatureStore {
             });
         }
         let results = futures_util::future::try_join_all(reads).await?;
-        let records: HashMap<&str, Vec<Option<Record>>> =
+        let mut records: HashMap<&str, Vec<Option<Record>>> =
             view_order.iter().copied().zip(results).collect();
         for r in &refs {
             let served = self.view(&r.view)?;
             let index = served
                 .field_index(&r.feature)
                 .ok_or_else(|| Error::Internal(format!("feature `{r}` vanished")))?;
-            let recs = &records[r.view.as_str()];
+            let recs = records
+                .get_mut(r.view.as_str())
+                .ok_or_else(|| Error::Internal(format!("view `{}` was not read", r.view)))?;
             let mut col = FeatureColumn {
                 values: Vec::with_capacity(rows),
                 statuses: Vec::with_capacity(rows),
                 event_timestamps: Vec::with_capacity(rows),
             };
-            for rec in recs {
+            for rec in recs.iter_mut() {
                 let status = status_of(rec.as_ref(), index, served.table.ttl, now);
                 col.statuses.push(status);
                 match rec {
                     Some(rec) => {
-                        col.values.push(rec.values[index].clone());
+                        // Moved, not cloned: output names are unique, so no other column
+                        // reads this (view, field) again (a 384-float vector is not copied).
+                        col.values
+                            .push(std::mem::replace(&mut rec.values[index], Value::Null));
                         col.event_timestamps.push(rec.event_ts);
                     }
                     None => {
