@@ -30,7 +30,8 @@ pub struct Args {
     pub duration_secs: Option<f64>,
 
     /// Cases to run, comma-separated (default all): codec, raw, http, library, memory,
-    /// materialize.
+    /// materialize. `soak` (only with `--soak-seconds`) names no case: `--cases soak` runs the
+    /// soak alone.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
 
@@ -49,6 +50,20 @@ pub struct Args {
     /// Print the report only; leave docs/benchmarks.md alone.
     #[arg(long)]
     pub no_write: bool,
+
+    /// After the cases, run a soak: HTTP at 32 connections (requests of all three shapes,
+    /// interleaved) for this many seconds, sampling the feature server's RSS (e.g. 600).
+    #[arg(long)]
+    pub soak_seconds: Option<f64>,
+
+    /// Seconds between RSS samples of the soak.
+    #[arg(long, default_value_t = 10.0)]
+    pub soak_sample_secs: f64,
+
+    /// Internal: run only the feature server for the project in this directory (the HTTP case
+    /// starts the bench's own executable this way, to measure the server's memory apart).
+    #[arg(long, hide = true)]
+    pub serve_project: Option<PathBuf>,
 }
 
 impl Args {
@@ -70,9 +85,20 @@ impl Args {
 
     /// The selected cases in run order; an unknown name is an error naming the known ones.
     pub fn selected_cases(&self) -> anyhow::Result<Vec<&'static str>> {
-        if let Some(unknown) = self.cases.iter().find(|c| !ALL_CASES.contains(&c.as_str())) {
-            anyhow::bail!("unknown case `{unknown}` (known: {})", ALL_CASES.join(", "));
+        if let Some(unknown) = self
+            .cases
+            .iter()
+            .find(|c| !ALL_CASES.contains(&c.as_str()) && *c != "soak")
+        {
+            anyhow::bail!(
+                "unknown case `{unknown}` (known: {}, soak)",
+                ALL_CASES.join(", ")
+            );
         }
+        anyhow::ensure!(
+            self.soak_seconds.is_some() || !self.cases.iter().any(|c| c == "soak"),
+            "`--cases soak` needs `--soak-seconds N`"
+        );
         Ok(ALL_CASES
             .into_iter()
             .filter(|c| self.cases.is_empty() || self.cases.iter().any(|s| s == c))
@@ -140,5 +166,9 @@ mod tests {
         assert_eq!(args.selected_cases().unwrap(), vec!["codec", "materialize"]);
         let args = Args::parse_from(["quiver-bench", "--cases", "nope"]);
         assert!(args.selected_cases().is_err());
+        let args = Args::parse_from(["quiver-bench", "--cases", "soak"]);
+        assert!(args.selected_cases().is_err());
+        let args = Args::parse_from(["quiver-bench", "--cases", "soak", "--soak-seconds", "5"]);
+        assert_eq!(args.selected_cases().unwrap(), Vec::<&str>::new());
     }
 }

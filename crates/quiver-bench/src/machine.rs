@@ -1,4 +1,4 @@
-//! What the run ran on, and this process's memory.
+//! What the run ran on, and the memory of this process or another.
 
 use std::process::Command;
 
@@ -68,7 +68,12 @@ fn parse_proc_field(text: &str, name: &str) -> Option<String> {
 
 /// `VmRSS` (or another `kB` field of `/proc/self/status`) in bytes.
 pub fn self_status_bytes(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_bytes("/proc/self/status", field)
+}
+
+/// A `kB` field of a `/proc/PID/status` file, in bytes.
+pub fn status_bytes(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     parse_kb(&parse_proc_field(&text, field)?)
 }
 

@@ -16,13 +16,16 @@
 //! - [`cases`]: one module per case: `http`, `library`, `raw` (the Redis limit), `materialize`,
 //!   `codec`, `memory`.
 //! - [`report`]: the results, the targets of issue 3, and their markdown.
-//! - [`machine`]: what the run ran on (uname, CPU, load) and the process RSS.
+//! - [`machine`]: what the run ran on (uname, CPU, load) and process RSS from `/proc`.
+//! - [`server`]: the feature server as a separate process (this executable with
+//!   `--serve-project DIR`), so its RSS is its own.
 
 mod cases;
 mod cli;
 mod load;
 mod machine;
 mod report;
+mod server;
 mod setup;
 
 use clap::Parser;
@@ -32,5 +35,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(dir) = &args.serve_project {
+        return runtime.block_on(server::run(dir));
+    }
     runtime.block_on(cases::run_all(args))
 }

@@ -102,6 +102,9 @@ pub struct MaterializeRow {
     pub generate_seconds: f64,
     pub seconds: f64,
     pub used_memory_delta: i64,
+    /// The bench process's RSS before materializing, and its peak while materializing.
+    pub rss_before: Option<u64>,
+    pub peak_rss: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -124,7 +127,7 @@ pub struct MemoryRow {
     pub entities: usize,
 }
 
-/// Process RSS around one 32-connection HTTP load point.
+/// The feature server process's RSS around one 32-connection HTTP load point.
 #[derive(Clone, Debug)]
 pub struct RssRow {
     pub shape: Shape,
@@ -147,7 +150,57 @@ pub struct Report {
     pub codecs: Vec<CodecRow>,
     pub memory: Option<MemoryRow>,
     pub rss: Vec<RssRow>,
+    /// The feature server process's `VmHWM` at the end of the HTTP case.
+    pub server_peak_rss: Option<u64>,
+    /// The bench process's own `VmHWM` at the end of the run.
     pub peak_rss: Option<u64>,
+    pub soak: Option<SoakRow>,
+}
+
+/// The soak: HTTP at a fixed concurrency for minutes, the server's RSS sampled.
+#[derive(Clone, Debug, Default)]
+pub struct SoakRow {
+    pub seconds: f64,
+    pub warmup_seconds: f64,
+    pub concurrency: usize,
+    pub per_second: f64,
+    pub latency: Latency,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// (seconds since the load started, `VmRSS` bytes).
+    pub samples: Vec<(f64, u64)>,
+    /// The server's `VmHWM` at the end.
+    pub peak: Option<u64>,
+}
+
+impl SoakRow {
+    /// `VmRSS` at the first sample after the warm-up, the largest sample, and the last.
+    pub fn rss_points(&self) -> Option<(u64, u64, u64)> {
+        let start = self
+            .samples
+            .iter()
+            .find(|(t, _)| *t >= self.warmup_seconds)
+            .or(self.samples.first())?
+            .1;
+        let max = self.samples.iter().map(|(_, r)| *r).max()?;
+        let end = self.samples.last()?.1;
+        Some((start, max, end))
+    }
+
+    pub fn rss_summary(&self) -> String {
+        match self.rss_points() {
+            Some((start, max, end)) => {
+                format!("{} / {} / {}", fmt_mib(start), fmt_mib(max), fmt_mib(end))
+            }
+            None => "not sampled".into(),
+        }
+    }
+
+    /// Growth from the first measured sample to the last, as a share of the first.
+    pub fn growth(&self) -> Option<f64> {
+        let (start, _, end) = self.rss_points()?;
+        (start > 0).then(|| (end as f64 - start as f64) / start as f64)
+    }
 }
 
 /// One target of issue 3 and whether this run met it.
@@ -268,19 +321,51 @@ impl Report {
                 .max()
                 .unwrap_or(0);
             out.push(Target {
-                target: "process RSS ≤ 64 MB (MiB) under the 32-connection load".into(),
-                measured: format!("{} (max after a 32-connection point)", fmt_mib(worst)),
+                target: "server RSS ≤ 64 MB (MiB) under the 32-connection load".into(),
+                measured: format!(
+                    "{} (server process, max before/after a 32-connection point)",
+                    fmt_mib(worst)
+                ),
                 met: Some(worst <= 64 * 1024 * 1024),
             });
-            out.push(Target {
-                target: "RSS flat over a 10-minute run".into(),
-                measured: if self.duration_seconds >= 600.0 {
-                    "see RSS rows".into()
-                } else {
-                    format!("not measured (load points of {} s)", self.duration_seconds)
-                },
+        }
+        match &self.soak {
+            Some(soak) => {
+                let (start, max, end) = soak.rss_points().unwrap_or_default();
+                let growth = soak.growth().unwrap_or(0.0);
+                out.push(Target {
+                    target: format!(
+                        "server RSS flat over a {} run (and ≤ 64 MB)",
+                        if soak.seconds >= 60.0 && soak.seconds % 60.0 == 0.0 {
+                            format!("{}-minute", soak.seconds / 60.0)
+                        } else {
+                            format!("{} s", soak.seconds)
+                        }
+                    ),
+                    measured: format!(
+                        "start {} / max {} / end {} ({:+.1}% start to end), {} req/s, {} errors",
+                        fmt_mib(start),
+                        fmt_mib(max),
+                        fmt_mib(end),
+                        growth * 100.0,
+                        fmt_count(soak.per_second),
+                        soak.errors
+                    ),
+                    // "Flat": within 10% from the first measured sample to the last.
+                    met: Some(
+                        soak.seconds >= 600.0
+                            && growth.abs() <= 0.10
+                            && max <= 64 * 1024 * 1024
+                            && soak.errors == 0,
+                    ),
+                });
+            }
+            None if !self.rss.is_empty() => out.push(Target {
+                target: "server RSS flat over a 10-minute run".into(),
+                measured: "not measured in this run (`--soak-seconds 600`)".into(),
                 met: None,
-            });
+            }),
+            None => {}
         }
         out
     }
@@ -367,6 +452,7 @@ impl Report {
                     "seconds",
                     "rows/s",
                     "used_memory / entity",
+                    "bench process RSS before / peak while materializing",
                     "(generating the Parquet source)",
                 ],
                 1,
@@ -375,6 +461,11 @@ impl Report {
                     format!("{:.2}", mr.seconds),
                     fmt_count(mr.rows as f64 / mr.seconds),
                     format!("{:.0} B", mr.used_memory_delta as f64 / mr.rows as f64),
+                    format!(
+                        "{} / {}",
+                        mr.rss_before.map(fmt_mib).unwrap_or_else(|| "?".into()),
+                        mr.peak_rss.map(fmt_mib).unwrap_or_else(|| "?".into())
+                    ),
                     format!("{:.2} s", mr.generate_seconds),
                 ]],
             ));
@@ -401,6 +492,48 @@ impl Report {
                 2,
                 &rows,
             ));
+            s.push('\n');
+        }
+
+        if let Some(soak) = &self.soak {
+            s.push_str("#### Soak (feature server RSS under load)\n\n");
+            let _ = writeln!(
+                s,
+                "{} connections, {} s measured after {} s warm-up, requests of the three shapes \
+                 interleaved; {} req/s, p50 {} ms, p99 {} ms, p99.9 {} ms, {} errors{}. \
+                 Server `VmRSS` sampled every ~{} s; `VmHWM` at the end: {}.\n",
+                soak.concurrency,
+                soak.seconds,
+                soak.warmup_seconds,
+                fmt_count(soak.per_second),
+                fmt_ms(soak.latency.p50),
+                fmt_ms(soak.latency.p99),
+                fmt_ms(soak.latency.p999),
+                soak.errors,
+                soak.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default(),
+                soak.samples
+                    .windows(2)
+                    .next()
+                    .map_or(0.0, |w| (w[1].0 - w[0].0).round()),
+                soak.peak.map(fmt_mib).unwrap_or_else(|| "unknown".into()),
+            );
+            // At most ~13 rows: every n-th sample and the last.
+            let step = soak.samples.len().div_ceil(12).max(1);
+            let mut rows: Vec<Vec<String>> = soak
+                .samples
+                .iter()
+                .step_by(step)
+                .map(|(t, rss)| vec![format!("{t:.0}"), fmt_mib(*rss)])
+                .collect();
+            if let Some((t, rss)) = soak.samples.last()
+                && (soak.samples.len() - 1) % step != 0
+            {
+                rows.push(vec![format!("{t:.0}"), fmt_mib(*rss)]);
+            }
+            s.push_str(&markdown_table(&["seconds", "server VmRSS"], 1, &rows));
             s.push('\n');
         }
 
@@ -435,15 +568,23 @@ impl Report {
             for r in &self.rss {
                 rows.push(vec![
                     format!(
-                        "process RSS (server + load generator) before / after HTTP {} c={}",
+                        "feature server process RSS before / after HTTP {} c={}",
                         r.shape, r.concurrency
                     ),
                     format!("{} / {}", fmt_mib(r.before), fmt_mib(r.after)),
                 ]);
             }
+            if let Some(peak) = self.server_peak_rss {
+                rows.push(vec![
+                    "feature server process peak RSS (VmHWM) after the HTTP case".into(),
+                    fmt_mib(peak),
+                ]);
+            }
             if let Some(peak) = self.peak_rss {
                 rows.push(vec![
-                    "process peak RSS (VmHWM) at the end of the run".into(),
+                    "bench process peak RSS (VmHWM) at the end of the run (load generator, \
+                     library case, materialization)"
+                        .into(),
                     fmt_mib(peak),
                 ]);
             }
@@ -605,6 +746,45 @@ mod tests {
         assert_eq!(replace_section(&out, "new table"), out);
         let appended = replace_section("# B\n", "t");
         assert_eq!(appended, format!("# B\n\n{BEGIN}\nt\n{END}\n"));
+    }
+
+    #[test]
+    fn soak_reports_start_max_end_and_growth() {
+        let mib = 1024 * 1024;
+        let soak = SoakRow {
+            seconds: 600.0,
+            warmup_seconds: 2.0,
+            concurrency: 32,
+            per_second: 1000.0,
+            samples: vec![
+                (0.0, 10 * mib),
+                (10.0, 40 * mib),
+                (20.0, 50 * mib),
+                (600.0, 44 * mib),
+            ],
+            ..SoakRow::default()
+        };
+        assert_eq!(soak.rss_points(), Some((40 * mib, 50 * mib, 44 * mib)));
+        assert!((soak.growth().unwrap() - 0.1).abs() < 1e-9);
+        let report = Report {
+            soak: Some(soak.clone()),
+            ..Report::default()
+        };
+        let target = report.targets().pop().unwrap();
+        assert_eq!(target.met, Some(true), "{target:?}");
+        let grown = Report {
+            soak: Some(SoakRow {
+                samples: vec![(2.0, 40 * mib), (600.0, 60 * mib)],
+                ..soak
+            }),
+            ..Report::default()
+        };
+        assert_eq!(grown.targets().pop().unwrap().met, Some(false));
+        assert!(
+            grown.render().contains("| 600 | 60.0 MiB |"),
+            "{}",
+            grown.render()
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! `POST /get-online-features` against an in-process `quiver_server` on 127.0.0.1:0, with one
-//! keep-alive HTTP/1.1 connection per task (hyper's low-level client: no pool, no retries, so
-//! the figures are the server's).
+//! `POST /get-online-features` against a `quiver_server` in its own process on 127.0.0.1:0
+//! (see [`crate::server`]), with one keep-alive HTTP/1.1 connection per task (hyper's low-level
+//! client: no pool, no retries, so the figures are the server's). The server's RSS is read from
+//! `/proc/PID/status` around the 32-connection points, and by the optional soak.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -15,15 +16,17 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-use super::{feature_refs, load_point, request_ids};
+use super::{REQUEST_RING, feature_refs, load_point, request_ids};
 use crate::cli::Args;
-use crate::load::Worker;
-use crate::machine::self_status_bytes;
-use crate::report::{LoadRow, ReadPath, RssRow, SHAPES, Shape};
+use crate::load::{self, Worker};
+use crate::report::{Latency, LoadRow, ReadPath, RssRow, SHAPES, Shape, SoakRow};
+use crate::server::ServerProcess;
 use crate::setup::ServingSetup;
 
-/// Load points at or above this concurrency record the process RSS around them.
+/// Load points at or above this concurrency record the server's RSS around them.
 const RSS_CONCURRENCY: usize = 32;
+/// Connections of the soak.
+const SOAK_CONCURRENCY: usize = 32;
 
 struct HttpWorker {
     sender: SendRequest<Full<Bytes>>,
@@ -113,26 +116,18 @@ async fn check_response(addr: SocketAddr, shape: Shape) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every shape at every concurrency; RSS before and after the 32-connection points.
-pub async fn run(
-    serving: &ServingSetup,
-    args: &Args,
-) -> anyhow::Result<(Vec<LoadRow>, Vec<RssRow>)> {
-    let store = serving.open_store().await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(quiver_server::serve(
-        store,
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        move |addr| {
-            let _ = addr_tx.send(addr);
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let addr = addr_rx.await.context("the feature server did not start")?;
+/// What the HTTP case measured.
+pub struct HttpResult {
+    pub loads: Vec<LoadRow>,
+    pub rss: Vec<RssRow>,
+    /// The server process's `VmHWM` when the case ended.
+    pub server_peak_rss: Option<u64>,
+}
 
+/// Every shape at every concurrency; the server's RSS before and after the 32-connection points.
+pub async fn run(serving: &ServingSetup, args: &Args) -> anyhow::Result<HttpResult> {
+    let server = ServerProcess::spawn(serving.dir.path())?;
+    let addr = server.addr;
     let mut loads = Vec::new();
     let mut rss = Vec::new();
     for shape in SHAPES {
@@ -143,9 +138,9 @@ pub async fn run(
             for i in 0..concurrency {
                 workers.push(HttpWorker::connect(addr, bodies.clone(), i * 37).await?);
             }
-            let before = self_status_bytes("VmRSS");
+            let before = server.status_bytes("VmRSS");
             loads.push(load_point(ReadPath::Http, shape, workers, args).await?);
-            let after = self_status_bytes("VmRSS");
+            let after = server.status_bytes("VmRSS");
             if concurrency >= RSS_CONCURRENCY
                 && let (Some(before), Some(after)) = (before, after)
             {
@@ -158,10 +153,76 @@ pub async fn run(
             }
         }
     }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(joined) => joined??,
-        Err(_) => eprintln!("  (the feature server did not shut down within 10 s; left running)"),
+    let server_peak_rss = server.status_bytes("VmHWM");
+    tokio::task::spawn_blocking(move || server.stop()).await??;
+    Ok(HttpResult {
+        loads,
+        rss,
+        server_peak_rss,
+    })
+}
+
+/// [`SOAK_CONCURRENCY`] connections for `seconds`, each cycling through requests of all three
+/// shapes, while the server's `VmRSS` is sampled every `args.soak_sample_secs`.
+pub async fn soak(serving: &ServingSetup, args: &Args, seconds: f64) -> anyhow::Result<SoakRow> {
+    let server = ServerProcess::spawn(serving.dir.path())?;
+    let addr = server.addr;
+    for shape in SHAPES {
+        check_response(addr, shape).await?;
     }
-    Ok((loads, rss))
+    let per_shape: Vec<Arc<[Bytes]>> = SHAPES.iter().map(|s| bodies(*s)).collect();
+    let mixed: Arc<[Bytes]> = (0..REQUEST_RING)
+        .flat_map(|i| per_shape.iter().map(move |b| b[i % b.len()].clone()))
+        .collect();
+    let mut workers = Vec::with_capacity(SOAK_CONCURRENCY);
+    for i in 0..SOAK_CONCURRENCY {
+        // Offsets spread the workers over the shapes as well as the entity ids.
+        workers.push(HttpWorker::connect(addr, mixed.clone(), i * 37).await?);
+    }
+
+    let status = format!("/proc/{}/status", server.pid());
+    let interval = Duration::from_secs_f64(args.soak_sample_secs.max(0.1));
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        loop {
+            if let Some(rss) = crate::machine::status_bytes(&status, "VmRSS") {
+                samples.push((start.elapsed().as_secs_f64(), rss));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = &mut stop_rx => break,
+            }
+        }
+        samples
+    });
+    eprintln!(
+        "  soak: {SOAK_CONCURRENCY} connections, {seconds} s (+ {} s warm-up), all shapes interleaved",
+        args.warmup().as_secs_f64()
+    );
+    let result = load::run(workers, args.warmup(), Duration::from_secs_f64(seconds)).await?;
+    let _ = stop_tx.send(());
+    let samples = sampler.await?;
+    let peak = server.status_bytes("VmHWM");
+    tokio::task::spawn_blocking(move || server.stop()).await??;
+    let row = SoakRow {
+        seconds,
+        warmup_seconds: args.warmup().as_secs_f64(),
+        concurrency: SOAK_CONCURRENCY,
+        per_second: result.per_second(),
+        latency: Latency::of(&result.histogram),
+        errors: result.errors,
+        first_error: result.first_error,
+        samples,
+        peak,
+    };
+    eprintln!(
+        "  soak: {} req/s, p99 {} ms, {} errors; server RSS start / max / end {}",
+        crate::report::fmt_count(row.per_second),
+        crate::report::fmt_ms(row.latency.p99),
+        row.errors,
+        row.rss_summary()
+    );
+    Ok(row)
 }

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::machine::self_status_bytes;
 use crate::report::MaterializeRow;
 use crate::setup::{self, MATERIALIZE_PROJECT, RedisTarget};
 
@@ -33,9 +34,14 @@ pub async fn run(redis: &RedisTarget, rows: usize) -> anyhow::Result<Materialize
     let mut conn = redis.connect().await?;
     let before = setup::used_memory(&mut conn).await?;
     eprintln!("  materializing");
+    // The process's peak RSS of the materialization alone: reset `VmHWM` to the current RSS
+    // (Linux: writing 5 to clear_refs), so the generation before does not count.
+    let rss_before = self_status_bytes("VmRSS");
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let started = Instant::now();
     let report = setup::materialize(&store, "m50").await?;
     let seconds = started.elapsed().as_secs_f64();
+    let peak_rss = self_status_bytes("VmHWM").filter(|_| reset);
     let after = setup::used_memory(&mut conn).await?;
     let written: u64 = report.views.iter().map(|v| v.written).sum();
     eprintln!(
@@ -50,5 +56,7 @@ pub async fn run(redis: &RedisTarget, rows: usize) -> anyhow::Result<Materialize
         generate_seconds,
         seconds,
         used_memory_delta: after - before,
+        rss_before,
+        peak_rss,
     })
 }

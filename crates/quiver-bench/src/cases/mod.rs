@@ -2,7 +2,7 @@
 //! writes the report.
 //!
 //! - [`raw`]: `GET`/`MGET` of the stored values with a raw client per task (the limit).
-//! - [`http`]: `POST /get-online-features` against an in-process `quiver_server`.
+//! - [`http`]: `POST /get-online-features` against a `quiver_server` process; the soak.
 //! - [`library`]: `FeatureStore::get_online_features`, no HTTP.
 //! - [`memory`]: Redis bytes per entity for 50 float32 features.
 //! - [`materialize`]: rows/s of `FeatureStore::materialize` from a generated Parquet source.
@@ -24,7 +24,7 @@ use crate::report::{Latency, LoadRow, ReadPath, Report, Shape};
 use crate::setup::{self, RedisTarget, SERVE_ENTITIES, ServingSetup};
 
 /// Distinct requests each load point cycles through (entity ids drawn per request).
-const REQUEST_RING: usize = 256;
+pub(crate) const REQUEST_RING: usize = 256;
 
 pub async fn run_all(args: Args) -> anyhow::Result<()> {
     let cases = args.selected_cases()?;
@@ -36,7 +36,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
         duration_seconds: args.duration().as_secs_f64(),
         ..Report::default()
     };
-    let redis = if cases.iter().any(|c| *c != "codec") {
+    let redis = if args.soak_seconds.is_some() || cases.iter().any(|c| *c != "codec") {
         let redis = RedisTarget::start(args.redis_url.as_deref())?;
         report.machine.redis_version = setup::redis_version(&mut redis.connect().await?).await?;
         report.redis = if redis.is_ours() {
@@ -50,9 +50,10 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
     };
     let serving = match &redis {
         Some(redis)
-            if cases
-                .iter()
-                .any(|c| matches!(*c, "raw" | "http" | "library" | "memory")) =>
+            if args.soak_seconds.is_some()
+                || cases
+                    .iter()
+                    .any(|c| matches!(*c, "raw" | "http" | "library" | "memory")) =>
         {
             eprintln!(
                 "setting up: {SERVE_ENTITIES} entities × 50 and × 250 float32 features into Redis"
@@ -74,9 +75,10 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
             }
             "http" => {
                 let serving = serving.as_ref().ok_or_else(need)?;
-                let (loads, rss) = http::run(serving, &args).await?;
-                report.loads.extend(loads);
-                report.rss.extend(rss);
+                let result = http::run(serving, &args).await?;
+                report.loads.extend(result.loads);
+                report.rss.extend(result.rss);
+                report.server_peak_rss = result.server_peak_rss;
             }
             "library" => {
                 let serving = serving.as_ref().ok_or_else(need)?;
@@ -93,6 +95,13 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
             }
             other => anyhow::bail!("case `{other}` has no runner (this is a bug in quiver-bench)"),
         }
+    }
+    if let Some(seconds) = args.soak_seconds {
+        eprintln!("== soak");
+        let serving = serving.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("the soak needs Redis (this is a bug in quiver-bench)")
+        })?;
+        report.soak = Some(http::soak(serving, &args, seconds).await?);
     }
     report.peak_rss = machine::self_status_bytes("VmHWM");
     report.machine.loadavg_end = machine::loadavg();
