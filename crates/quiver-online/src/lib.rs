@@ -5,7 +5,7 @@
 //! - [`ViewTable`]: which records a call addresses (project, view, version, schema, TTL).
 //! - [`memory`]: the reference implementation and test double.
 //! - [`embedded`]: the default, a single redb file; no server.
-//! - [`redis`]: Redis, one multiplexed connection per process.
+//! - [`redis`]: Redis, a few multiplexed connections per store (`connections`, round-robin).
 //! - [`config`]: the `online_store:` block of `quiver.yaml` and [`open`], which builds a store from it.
 //!
 //! Every backend stores the same bytes: [`quiver_core::record`]'s format under the key
