@@ -151,11 +151,8 @@ pub fn render_bytes(response: &OnlineResponse) -> Vec<u8> {
             write_value(&mut out, v);
         }
         out.extend_from_slice(b"],\"statuses\":");
-        let start = out.len();
-        if previous.is_some_and(|p| p.statuses == col.statuses) {
-            out.extend_from_within(statuses_at.clone());
-        } else {
-            out.push(b'[');
+        let same = previous.is_some_and(|p| p.statuses == col.statuses);
+        reuse_or_render(&mut out, same, &mut statuses_at, |out| {
             for (i, s) in col.statuses.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -164,15 +161,10 @@ pub fn render_bytes(response: &OnlineResponse) -> Vec<u8> {
                 out.extend_from_slice(s.as_str().as_bytes());
                 out.push(b'"');
             }
-            out.push(b']');
-        }
-        statuses_at = start..out.len();
+        });
         out.extend_from_slice(b",\"event_timestamps\":");
-        let start = out.len();
-        if previous.is_some_and(|p| p.event_timestamps == col.event_timestamps) {
-            out.extend_from_within(timestamps_at.clone());
-        } else {
-            out.push(b'[');
+        let same = previous.is_some_and(|p| p.event_timestamps == col.event_timestamps);
+        reuse_or_render(&mut out, same, &mut timestamps_at, |out| {
             for (i, ts) in col.event_timestamps.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -188,14 +180,31 @@ pub fn render_bytes(response: &OnlineResponse) -> Vec<u8> {
                 }
                 out.push(b'"');
             }
-            out.push(b']');
-        }
-        timestamps_at = start..out.len();
+        });
         out.push(b'}');
         previous = Some(col);
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// Appends a JSON array: a copy of the bytes at `*at` when `same` (the previous column's array
+/// was equal), else `[`, what `items` writes, `]`. `*at` then spans the array just written.
+fn reuse_or_render(
+    out: &mut Vec<u8>,
+    same: bool,
+    at: &mut std::ops::Range<usize>,
+    items: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    if same {
+        out.extend_from_within(at.clone());
+    } else {
+        out.push(b'[');
+        items(out);
+        out.push(b']');
+    }
+    *at = start..out.len();
 }
 
 /// `POST /get-online-features`.
