@@ -22,7 +22,7 @@ fn unreadable(origin: &str, message: String) -> OfflineError {
     }
 }
 
-fn open_file(path: &Path, origin: &str) -> Result<File> {
+pub(crate) fn open_file(path: &Path, origin: &str) -> Result<File> {
     File::open(path).map_err(|e| unreadable(origin, e.to_string()))
 }
 

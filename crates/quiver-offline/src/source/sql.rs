@@ -99,7 +99,7 @@ mod engine {
     use quiver_core::SourceFormat;
 
     use super::super::convert::PlanOptions;
-    use super::super::{ReadRequest, parquet};
+    use super::super::{ReadRequest, csv, parquet};
     use super::SOURCE_TABLE;
     use crate::error::{OfflineError, Result};
 
@@ -140,7 +140,7 @@ mod engine {
             origin: origin.to_string(),
             message,
         };
-        let file = std::fs::File::open(req.path).map_err(|e| unreadable(e.to_string()))?;
+        let file = csv::open_file(req.path, origin)?;
         // Every record, so a later value cannot contradict a type guessed from the first rows.
         let (schema, _) = Format::default()
             .with_header(true)
@@ -167,10 +167,7 @@ mod engine {
         };
         let batches = match req.source.format {
             SourceFormat::Csv => {
-                let file = std::fs::File::open(req.path).map_err(|e| OfflineError::Unreadable {
-                    origin: origin.to_string(),
-                    message: e.to_string(),
-                })?;
+                let file = csv::open_file(req.path, origin)?;
                 ReaderBuilder::new(schema.clone())
                     .with_header(true)
                     .with_batch_size(batch_size)
