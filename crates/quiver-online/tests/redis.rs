@@ -390,3 +390,94 @@ async fn acl_user_and_database_number_come_from_the_url() {
         "{err}"
     );
 }
+
+/// `used_memory` of the server, from `INFO memory`.
+async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Rows of a ~1 KB string each (below the compression threshold), so memory grows per row.
+fn wide_rows(n: i64) -> (ViewTable, Vec<(EntityKey, Record)>) {
+    let table = ViewTable {
+        types: vec!["string".parse().unwrap()].into(),
+        ..table(None)
+    };
+    let rows = (0..n)
+        .map(|k| {
+            (
+                EntityKey::single(KeyValue::Int(k)),
+                Record {
+                    event_ts: now_ns(),
+                    created_ts: None,
+                    values: vec![Value::String(format!("{k:>1000}"))],
+                },
+            )
+        })
+        .collect();
+    (table, rows)
+}
+
+#[tokio::test]
+async fn a_write_that_fails_midway_says_how_many_rows_were_applied() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(&server.url(), serde_json::json!({})))
+        .await
+        .unwrap();
+    let mut conn = raw_conn(&server).await;
+    // Calibrate: what 1,000 of these rows cost the server, then start empty again.
+    let (table, rows) = wide_rows(1500);
+    let before = used_memory(&mut conn).await;
+    store.write(&table, &rows[..1000]).await.unwrap();
+    let per_thousand = used_memory(&mut conn).await - before;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // Room for the first write pipeline (1,000 rows) but not for all 1,500: Redis refuses the
+    // write script with OOM part way through the second pipeline.
+    let limit = used_memory(&mut conn).await + per_thousand * 5 / 4;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(limit)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let err = store.write(&table, &rows).await.unwrap_err();
+    let OnlineError::PartialWrite {
+        confirmed, total, ..
+    } = &err
+    else {
+        panic!("expected a partial write, got {err:?}");
+    };
+    assert_eq!((*confirmed, *total), (1000, 1500), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("wrote 1000 of 1500 rows") && message.contains("retrying"),
+        "{message}"
+    );
+    // The rows it reports as written are there.
+    let keys: Vec<EntityKey> = rows[..1000].iter().map(|(k, _)| k.clone()).collect();
+    let read = store.read(&table, &keys).await.unwrap();
+    assert!(read.iter().all(Option::is_some));
+
+    // Retrying the same request once there is room completes it and changes nothing else.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let summary = store.write(&table, &rows).await.unwrap();
+    assert_eq!(summary.written + summary.skipped_older, 1500);
+    let keys: Vec<EntityKey> = rows.iter().map(|(k, _)| k.clone()).collect();
+    let read = store.read(&table, &keys).await.unwrap();
+    assert_eq!(read[1499].as_ref().unwrap().values, rows[1499].1.values);
+}

@@ -73,13 +73,15 @@ impl Error {
             Error::InvalidRequest(_) => ErrorKind::InvalidArgument,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
-            Error::Online(e) => match e {
+            Error::Online(e) => match e.cause() {
                 OnlineError::Unavailable { .. } | OnlineError::Backend { .. } => {
                     ErrorKind::Unavailable
                 }
                 OnlineError::Encode(_) => ErrorKind::InvalidArgument,
                 OnlineError::Config(_) => ErrorKind::Config,
-                OnlineError::Corrupt { .. } | OnlineError::Unsupported(_) => ErrorKind::Internal,
+                OnlineError::Corrupt { .. }
+                | OnlineError::Unsupported(_)
+                | OnlineError::PartialWrite { .. } => ErrorKind::Internal,
             },
             Error::Offline(OfflineError::Store { .. }) => ErrorKind::Unavailable,
             Error::Offline(_) => ErrorKind::InvalidArgument,

@@ -369,9 +369,19 @@ impl OnlineStoreWrite for RedisStore {
                     call.arg(value);
                 }
             }
+            let done = summary.written + summary.skipped_older;
             let stored: usize = shared
                 .eval_pipeline(&pipe)
-                .await?
+                .await
+                .map_err(|e| match done {
+                    // Nothing confirmed yet: the store's own error says what happened.
+                    0 => e,
+                    _ => OnlineError::PartialWrite {
+                        confirmed: done,
+                        total: rows.len(),
+                        source: Box::new(e),
+                    },
+                })?
                 .into_iter()
                 .map(|n| usize::try_from(n).unwrap_or(0))
                 .sum();
