@@ -418,16 +418,51 @@ fn float_from_json(json: &serde_json::Value) -> Option<f64> {
     }
 }
 
+/// An integer from a JSON number: `None` when `json` is not a number at all, an error naming the
+/// value when it is a number that is not an integer or beyond int64.
+fn int_from_json(json: &serde_json::Value, s: ScalarType) -> Option<Result<i64, String>> {
+    let serde_json::Value::Number(n) = json else {
+        return None;
+    };
+    let out_of_range = || Err(format!("{n} is outside {}'s range", s.name()));
+    if let Some(v) = n.as_i64() {
+        return Some(Ok(v));
+    }
+    if n.is_u64() {
+        return Some(out_of_range());
+    }
+    // A float: whole numbers (`30.0`, what pandas sends for an integer column with gaps) are
+    // taken exactly; fractions are refused, never rounded.
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    Some(if f.fract() != 0.0 || !f.is_finite() {
+        Err(format!(
+            "{n} is not an integer ({} holds whole numbers)",
+            s.name()
+        ))
+    } else if (-(2f64.powi(63))..2f64.powi(63)).contains(&f) {
+        Ok(f as i64)
+    } else {
+        out_of_range()
+    })
+}
+
 fn scalar_from_json(json: &serde_json::Value, s: ScalarType) -> Result<Value, String> {
     use serde_json::Value as J;
     let mismatch = || format!("expected {}, got {} `{json}`", s.name(), kind(json));
     Ok(match s {
         ScalarType::Int32 => {
-            let v = json.as_i64().ok_or_else(mismatch)?;
-            Value::Int32(i32::try_from(v).map_err(|_| format!("{v} does not fit in int32"))?)
+            let v = int_from_json(json, s).ok_or_else(mismatch)??;
+            Value::Int32(i32::try_from(v).map_err(|_| format!("{v} is outside int32's range"))?)
         }
-        ScalarType::Int64 => Value::Int64(json.as_i64().ok_or_else(mismatch)?),
-        ScalarType::Float32 => Value::Float32(float_from_json(json).ok_or_else(mismatch)? as f32),
+        ScalarType::Int64 => Value::Int64(int_from_json(json, s).ok_or_else(mismatch)??),
+        ScalarType::Float32 => {
+            let v = float_from_json(json).ok_or_else(mismatch)?;
+            // Only a finite number can overflow; an explicit "Infinity" is kept as sent.
+            if v.is_finite() && v.abs() > f64::from(f32::MAX) {
+                return Err(format!("{v:?} is outside float32's range"));
+            }
+            Value::Float32(v as f32)
+        }
         ScalarType::Float64 => Value::Float64(float_from_json(json).ok_or_else(mismatch)?),
         ScalarType::Bool => Value::Bool(json.as_bool().ok_or_else(mismatch)?),
         ScalarType::String => Value::String(json.as_str().ok_or_else(mismatch)?.to_string()),
@@ -525,7 +560,23 @@ mod tests {
         let err = Value::from_json(&json!("x"), "int64".parse().unwrap()).unwrap_err();
         assert!(err.contains("expected int64"), "{err}");
         let err = Value::from_json(&json!(1_i64 << 40), "int32".parse().unwrap()).unwrap_err();
-        assert!(err.contains("does not fit in int32"), "{err}");
+        assert!(
+            err.contains("1099511627776 is outside int32's range"),
+            "{err}"
+        );
+        let err = Value::from_json(&json!(1.5), "int32".parse().unwrap()).unwrap_err();
+        assert!(err.contains("1.5 is not an integer"), "{err}");
+        let err = Value::from_json(&json!(u64::MAX), "int64".parse().unwrap()).unwrap_err();
+        assert!(err.contains("outside int64's range"), "{err}");
+        let err = Value::from_json(&json!(1e39), "float32".parse().unwrap()).unwrap_err();
+        assert!(err.contains("1e39 is outside float32's range"), "{err}");
+        let err = Value::from_json(&json!([1.0, 1e39]), "list<float32>".parse().unwrap());
+        assert!(err.unwrap_err().contains("outside float32's range"));
+        // Whole floats are integers; explicit infinities stay what was sent.
+        let whole = Value::from_json(&json!(30.0), "int32".parse().unwrap()).unwrap();
+        assert_eq!(whole, Value::Int32(30));
+        let inf = Value::from_json(&json!("Infinity"), "float32".parse().unwrap()).unwrap();
+        assert_eq!(inf, Value::Float32(f32::INFINITY));
         let err = Value::from_json(&json!([1, null]), "list<int64>".parse().unwrap()).unwrap_err();
         assert!(err.contains("element 1"), "{err}");
     }

@@ -97,9 +97,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/materialize", post(routes::ops::materialize))
         .route("/health", get(routes::ops::health))
         .route("/metrics", get(routes::ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
+}
+
+/// Unknown routes answer in the JSON error shape like every other error.
+async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route `{}`; routes: POST /get-online-features, POST /write-to-online-store, \
+             POST /materialize, GET /health, GET /metrics",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("`{}` does not accept {method}", uri.path()),
+    )
 }
 
 /// Binds `addr` and serves until `shutdown` resolves. `on_bound` receives the bound address

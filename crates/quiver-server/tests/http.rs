@@ -36,6 +36,12 @@ feature_views:
     source: merchants
     fields:
       - {name: score, type: float64}
+  - name: merchant_narrow
+    entities: [merchant]
+    source: merchants
+    fields:
+      - {name: score, type: float32}
+      - {name: visits, type: int32}
 feature_services:
   - {name: basics, features: ["user_profile:age", "user_profile:country"]}
 "#;
@@ -144,7 +150,7 @@ fn write_project(dir: &Path) {
     .unwrap();
     std::fs::write(
         dir.join("data/merchants.csv"),
-        "merchant,score,ts\nm1,0.5,2026-01-01T00:00:00Z\n",
+        "merchant,score,visits,ts\nm1,0.5,3,2026-01-01T00:00:00Z\n",
     )
     .unwrap();
 }
@@ -422,6 +428,112 @@ async fn writes_are_validated_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn values_beyond_the_declared_type_are_refused_not_stored_as_something_else() {
+    let s = Server::start().await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let write = |score: Value, visits: Value| {
+        json!({"feature_view_name": "merchant_narrow", "df": {"merchant": ["m1", "m2"],
+               "score": [0.5, score], "visits": [1, visits], "event_timestamp": [now, now]}})
+    };
+    let cases = [
+        (
+            write(json!(1e39), json!(2)),
+            "column `score` row 1: 1e39 is outside float32's range",
+        ),
+        (
+            write(json!(0.5), json!(3_000_000_000u64)),
+            "column `visits` row 1: 3000000000 is outside int32's range",
+        ),
+        (
+            write(json!(0.5), json!(1.5)),
+            "column `visits` row 1: 1.5 is not an integer",
+        ),
+    ];
+    for (request, message) in cases {
+        let (status, body) = s.post_json("/write-to-online-store", request.clone()).await;
+        assert_eq!(status, 422, "{request} -> {body}");
+        let got = error_message(&body);
+        assert!(
+            got.contains("feature view `merchant_narrow`") && got.contains(message),
+            "{request} -> {body}"
+        );
+    }
+    // Nothing of the refused batches landed, not even their valid first rows.
+    let (_, body) = s
+        .post_json(
+            "/get-online-features",
+            json!({"features": ["merchant_narrow:score"], "entities": {"merchant": ["m1"]}}),
+        )
+        .await;
+    assert_eq!(body["results"][1]["statuses"], json!(["NOT_FOUND"]));
+    // A whole float is an integer; the largest float32 is a float32.
+    let (status, body) = s
+        .post_json(
+            "/write-to-online-store",
+            write(json!(f64::from(f32::MAX)), json!(7.0)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn every_http_error_has_the_json_error_shape() {
+    let s = Server::start().await;
+    let resp = s
+        .client
+        .get(format!("http://{}/no-such-route", s.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(error_kind(&body), "not_found", "{body}");
+    assert!(error_message(&body).contains("/no-such-route"), "{body}");
+
+    let resp = s
+        .client
+        .get(format!("http://{}/get-online-features", s.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert!(
+        resp.headers()
+            .get("allow")
+            .is_some_and(|v| v.to_str().unwrap().contains("POST")),
+        "{:?}",
+        resp.headers()
+    );
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(error_kind(&body), "method_not_allowed", "{body}");
+
+    // A repeated key is refused, naming the key, instead of the last one winning.
+    let (status, body) = s
+        .post(
+            "/get-online-features",
+            r#"{"features": ["user_profile:age"], "entities": {"user_id": [1], "user_id": [2]}}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_message(&body).contains("key `user_id` appears twice"),
+        "{body}"
+    );
+    let (status, body) = s
+        .post(
+            "/write-to-online-store",
+            r#"{"feature_view_name": "merchant_stats", "df": {"merchant": ["m1"], "score": [1.0],
+                "score": [2.0], "event_timestamp": ["2026-01-01T00:00:00Z"]}}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_message(&body).contains("key `score` appears twice"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn older_writes_never_replace_newer() {
     let s = Server::start().await;
     s.seed().await;
@@ -475,8 +587,12 @@ async fn materialize_route_loads_sources() {
     let (status, body) = s.post("/materialize", "{}").await;
     assert_eq!(status, 200, "{body}");
     let views = body["views"].as_array().unwrap();
-    assert_eq!(views.len(), 2, "{body}");
+    assert_eq!(views.len(), 3, "{body}");
     assert!(views.iter().all(|v| v["written"] == 1), "{body}");
+    assert!(
+        views.iter().all(|v| v["rows_null_timestamp"] == 0),
+        "{body}"
+    );
     // The CSV row is from 2026-01-01, older than the view's 1d ttl.
     let (_, body) = s
         .post_json(

@@ -25,7 +25,7 @@ struct GetOnlineFeatures {
     features: Option<Vec<String>>,
     #[serde(default)]
     feature_service: Option<String>,
-    entities: serde_json::Map<String, J>,
+    entities: UniqueMap,
     #[serde(default)]
     full_feature_names: bool,
 }
@@ -34,7 +34,40 @@ struct GetOnlineFeatures {
 #[derive(Deserialize)]
 struct WriteToOnlineStore {
     feature_view_name: String,
-    df: serde_json::Map<String, J>,
+    df: UniqueMap,
+}
+
+/// A JSON object whose keys must be distinct: a repeated entity key or `df` column is an error
+/// naming the key, not "the last one wins".
+struct UniqueMap(serde_json::Map<String, J>);
+
+impl<'de> Deserialize<'de> for UniqueMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of columns")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueMap, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "key `{key}` appears twice"
+                        )));
+                    }
+                    let value = access.next_value::<J>()?;
+                    map.insert(key, value);
+                }
+                Ok(UniqueMap(map))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 fn body_json<T: serde::de::DeserializeOwned>(
@@ -227,8 +260,8 @@ pub async fn get_online_features(
             ));
         }
     };
-    let mut entities = Vec::with_capacity(req.entities.len());
-    for (name, values) in req.entities {
+    let mut entities = Vec::with_capacity(req.entities.0.len());
+    for (name, values) in req.entities.0 {
         let J::Array(values) = values else {
             return Err(ApiError::malformed(format!(
                 "entity key `{name}` must be a list of values"
@@ -294,7 +327,7 @@ pub async fn write_to_online_store(
     let summary = state
         .store
         .load_full()
-        .write_to_online_store(&req.feature_view_name, &req.df)
+        .write_to_online_store(&req.feature_view_name, &req.df.0)
         .await?;
     metrics::counter!("quiver_online_rows_written_total", "view" => req.feature_view_name.clone())
         .increment(summary.written as u64);

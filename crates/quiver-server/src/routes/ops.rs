@@ -112,6 +112,7 @@ pub async fn materialize(
         .map(|v| {
             json!({
                 "view": v.view, "version": v.version, "rows_scanned": v.rows_scanned,
+                "rows_null_timestamp": v.rows_null_timestamp, "rows_null_key": v.rows_null_key,
                 "entities": v.entities, "written": v.written, "skipped_older": v.skipped_older,
                 "rejected": v.rejected, "rejections": v.rejections, "seconds": v.seconds,
             })
