@@ -321,9 +321,7 @@ fn training_set_walkthrough() {
 #[test]
 fn sql_transform_walkthrough() {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{
-        Float64Type, Int64Type, TimestampMicrosecondType, TimestampNanosecondType,
-    };
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 
     let root = tempfile::tempdir().unwrap();
     let dir = init(root.path());
@@ -424,7 +422,12 @@ fn sql_transform_walkthrough() {
     ));
     let batch = quiver::offline_io::read_file(&train).unwrap();
     let at = batch.column_by_name("event_timestamp").unwrap();
-    let at = at.as_primitive::<TimestampNanosecondType>();
+    // A training set's time column is UTC microseconds, whatever the CSV's precision.
+    assert_eq!(
+        at.data_type(),
+        &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    let at = at.as_primitive::<TimestampMicrosecondType>();
     let who = batch.column_by_name("user_id").unwrap();
     let who = who.as_primitive::<Int64Type>();
     let sums = batch.column_by_name("amount__sum__7d").unwrap();
@@ -433,7 +436,7 @@ fn sql_transform_walkthrough() {
     let counts = counts.as_primitive::<Int64Type>();
     let mut non_empty = 0;
     for row in 0..batch.num_rows() {
-        let (user, t) = (who.value(row), at.value(row));
+        let (user, t) = (who.value(row), at.value(row) * 1_000);
         let week = 7 * 86_400 * 1_000_000_000_i64;
         let month = 30 * 86_400 * 1_000_000_000_i64;
         let in_week: Vec<f64> = big_ticket

@@ -74,6 +74,7 @@ fn windows(c: &mut Criterion) {
         keys: &keys,
         times: &times,
         values: EventValues::Slice(&values),
+        created: None,
     };
     let functions = [
         AggFunction::Sum,

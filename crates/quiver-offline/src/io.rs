@@ -1,11 +1,16 @@
 //! Whole-file Arrow I/O for user-facing files: entity files given to `quiver historical` (Parquet
 //! or CSV with a header; CSV types inferred) and training sets written by it (Parquet, zstd).
+//!
+//! CSV timestamps come out as `Timestamp(µs, "UTC")` whatever their precision in the text: arrow
+//! infers whole-second text as seconds and fractions as milliseconds, both without a zone, which
+//! would reach a training set as a bare integer or a zone-less time.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -29,16 +34,39 @@ pub fn read_file(path: &Path) -> Result<RecordBatch> {
     let batches: Vec<RecordBatch> = if is_csv {
         let mut file = File::open(path).map_err(|e| unreadable(path, e))?;
         let format = arrow_csv::reader::Format::default().with_header(true);
-        let (schema, _) = format
+        let (inferred, _) = format
             .infer_schema(&mut file, Some(10_000))
             .map_err(|e| unreadable(path, format!("cannot infer CSV columns: {e}")))?;
+        // Timestamp columns are read as text and parsed by Quiver's own RFC 3339 parser.
+        let times: Vec<usize> = inferred
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f.data_type(), DataType::Timestamp(..)))
+            .map(|(i, _)| i)
+            .collect();
+        let text_schema = Arc::new(Schema::new(
+            inferred
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match times.contains(&i) {
+                    true => Field::new(f.name(), DataType::Utf8, true),
+                    false => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        ));
         let file = File::open(path).map_err(|e| unreadable(path, e))?;
-        arrow_csv::ReaderBuilder::new(Arc::new(schema))
+        let batches: Vec<RecordBatch> = arrow_csv::ReaderBuilder::new(text_schema)
             .with_format(format)
             .build(file)
             .map_err(|e| unreadable(path, e))?
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| unreadable(path, e))?
+            .map_err(|e| unreadable(path, e))?;
+        batches
+            .iter()
+            .map(|b| parse_timestamp_columns(path, b, &times))
+            .collect::<Result<_>>()?
     } else {
         let file = File::open(path).map_err(|e| unreadable(path, e))?;
         ParquetRecordBatchReaderBuilder::try_new(file)
@@ -52,6 +80,47 @@ pub fn read_file(path: &Path) -> Result<RecordBatch> {
         return Err(unreadable(path, "the file has no rows"));
     };
     arrow_select::concat::concat_batches(&first.schema(), &batches).map_err(|e| unreadable(path, e))
+}
+
+/// Replaces the text columns at `columns` with `Timestamp(µs, "UTC")` columns.
+fn parse_timestamp_columns(
+    path: &Path,
+    batch: &RecordBatch,
+    columns: &[usize],
+) -> Result<RecordBatch> {
+    if columns.is_empty() {
+        return Ok(batch.clone());
+    }
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    for &i in columns {
+        let name = fields[i].name().clone();
+        let micros = timestamp_micros(&name, &arrays[i]).map_err(|e| match e {
+            OfflineError::BadValue {
+                column, message, ..
+            } => OfflineError::BadValue {
+                origin: format!("file `{}`", path.display()),
+                column,
+                message,
+            },
+            other => other,
+        })?;
+        fields[i] = Field::new(name, micros.data_type().clone(), true);
+        arrays[i] = micros;
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| unreadable(path, e))
+}
+
+/// A user file's time column (RFC 3339 text, or any timestamp or date type) as
+/// `Timestamp(µs, "UTC")`: the type of a training set's time columns.
+pub fn timestamp_micros(name: &str, column: &ArrayRef) -> Result<ArrayRef> {
+    let nanos = crate::source::column_to_nanos(name, column)?;
+    let micros: TimestampMicrosecondArray = nanos
+        .iter()
+        .map(|v| v.map(|ns| ns.div_euclid(1_000)))
+        .collect();
+    Ok(Arc::new(micros.with_timezone("UTC")))
 }
 
 /// Writes a batch as a zstd Parquet file (to a temporary name, then renamed into place).

@@ -31,5 +31,5 @@ pub use error::{OfflineError, Result};
 pub use sample::{SampleSummary, write_quickstart_data, write_sample};
 pub use source::{
     LatestRows, ReadRequest, check_source, read_columns, read_latest, read_latest_with_batch_size,
-    read_table, table_layout,
+    read_table, read_table_counted, table_layout,
 };

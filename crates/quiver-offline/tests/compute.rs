@@ -204,13 +204,13 @@ proptest! {
         let values: Vec<Option<f64>> = events.iter().map(|e| e.2).collect();
         let (qk, qt): (Vec<u32>, Vec<i64>) = queries.iter().copied().unzip();
         let specs = all_specs(&windows);
-        let ev = Events { keys: &keys, times: &times, values: EventValues::Slice(&values) };
+        let ev = Events { keys: &keys, times: &times, values: EventValues::Slice(&values), created: None };
         let got = aggregate_windows(&ev, &qk, &qt, &specs).unwrap();
         check_windows((&keys, &times, &values), &qk, &qt, &specs, &got, 0..qk.len());
 
         // At events, through the Arrow input: the same operator with queries = events.
         let arrow_values = Float64Array::from(values.clone());
-        let ev = Events { keys: &keys, times: &times, values: EventValues::Arrow(&arrow_values) };
+        let ev = Events { keys: &keys, times: &times, values: EventValues::Arrow(&arrow_values), created: None };
         let got = aggregate_at_events(&ev, &specs).unwrap();
         check_windows((&keys, &times, &values), &keys, &times, &specs, &got, 0..keys.len());
     }
@@ -227,9 +227,9 @@ proptest! {
         let times: Vec<i64> = rows.iter().map(|r| r.1).collect();
         let close: Vec<Option<f64>> = rows.iter().map(|r| r.2).collect();
         let values = EventValues::Slice(&close);
-        let ret = period_returns(&keys, &times, values, periods).unwrap();
-        let mom = momentum(&keys, &times, values, periods).unwrap();
-        let vol = (periods >= 2).then(|| rolling_volatility(&keys, &times, values, periods).unwrap());
+        let ret = period_returns(&keys, &times, None, values, periods).unwrap();
+        let mom = momentum(&keys, &times, None, values, periods).unwrap();
+        let vol = (periods >= 2).then(|| rolling_volatility(&keys, &times, None, values, periods).unwrap());
         for i in 0..keys.len() {
             let (want_ret, want_mom, want_vol) = timeseries_oracle(&keys, &times, &close, i, periods);
             let got_ret = ret.as_primitive::<Float64Type>();
@@ -331,6 +331,7 @@ fn seven_day_sum_of_daily_amounts() {
         keys: &keys,
         times: &times,
         values: EventValues::Slice(&values),
+        created: None,
     };
     let spec = |function| WindowSpec {
         function,
@@ -397,6 +398,7 @@ fn large_window_aggregation_matches_oracle_on_a_sample() {
         keys: &keys,
         times: &times,
         values: EventValues::Slice(&values),
+        created: None,
     };
     let got = aggregate_at_events(&events, &specs).unwrap();
     check_windows(

@@ -43,7 +43,9 @@ pub use config::{Project, ProjectConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use init::{InitReport, init_project};
 pub use materialize::{MaterializeOptions, MaterializeReport, NoProgress, Progress, ViewReport};
-pub use offline::{BuildOptions, BuildViewReport, HistoricalOptions};
+pub use offline::{
+    BuildOptions, BuildViewReport, HistoricalOptions, SourceRowsSkipped, TrainingSet,
+};
 pub use online::{FeatureColumn, FeatureSelection, OnlineRequest, OnlineResponse};
 pub use store::{FeatureStore, ServedView};
 

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use quiver_core::{EntityKey, FeatureView, Record};
+use quiver_offline::source::{BadRow, LatestRow};
 use quiver_online::WriteSummary;
 
 use crate::error::{Error, Result};
@@ -49,7 +50,12 @@ pub struct ViewReport {
     pub written: u64,
     /// Not written because the online store holds a newer event.
     pub skipped_older: u64,
-    /// Entities whose latest row violated a constraint (not written).
+    /// Rows skipped because their event time is null (they belong to no window).
+    pub rows_null_timestamp: u64,
+    /// Rows inside the window skipped because a join key is null.
+    pub rows_null_key: u64,
+    /// Entities whose latest row violated a constraint or held a value its field's type cannot
+    /// hold (not written).
     pub rejected: u64,
     /// The first rejection messages, each naming view, entity key, field and value.
     pub rejections: Vec<String>,
@@ -66,22 +72,38 @@ pub struct MaterializeReport {
 pub fn validate_row(view: &FeatureView, key: &EntityKey, record: &Record) -> Result<(), String> {
     for (field, value) in view.fields.iter().zip(&record.values) {
         if let Err(problem) = field.constraints.check(value) {
-            let keys: Vec<String> = view
-                .join_keys
-                .iter()
-                .zip(&key.0)
-                .map(|(k, v)| format!("{}={v}", k.name))
-                .collect();
             return Err(format!(
-                "feature view `{}`: entity `{}`: field `{}`: value `{}` {problem}",
-                view.name,
-                keys.join(","),
+                "{}: field `{}`: value `{}` {problem}",
+                row_label(view, key),
                 field.name,
                 value.display_short()
             ));
         }
     }
     Ok(())
+}
+
+/// "feature view `v`: entity `user_id=42`", the start of every message about one row.
+fn row_label(view: &FeatureView, key: &EntityKey) -> String {
+    let keys: Vec<String> = view
+        .join_keys
+        .iter()
+        .zip(&key.0)
+        .map(|(k, v)| format!("{}={v}", k.name))
+        .collect();
+    format!("feature view `{}`: entity `{}`", view.name, keys.join(","))
+}
+
+/// Checks a converted row: a value its field's type cannot hold, or a constraint violation.
+fn check_row(
+    view: &FeatureView,
+    key: &EntityKey,
+    record: &std::result::Result<Record, BadRow>,
+) -> Result<(), String> {
+    match record {
+        Ok(record) => validate_row(view, key, record),
+        Err(bad) => Err(format!("{}: {bad}", row_label(view, key))),
+    }
 }
 
 impl FeatureStore {
@@ -140,6 +162,7 @@ impl FeatureStore {
         })?;
         let source = self.resolve_source(source)?;
         let path = self.project().resolve(&source.path);
+        let timestamp_field = source.timestamp_field.clone();
         let read_view = view.clone();
         if view.is_derived() {
             let derived = tokio::task::spawn_blocking(move || {
@@ -153,8 +176,13 @@ impl FeatureStore {
                     &served,
                     Latest::Rows(
                         derived.rows.into_iter(),
-                        derived.rows_scanned,
-                        derived.rows_in_window,
+                        SourceCounts {
+                            rows_scanned: derived.rows_scanned,
+                            rows_in_window: derived.rows_in_window,
+                            rows_null_timestamp: derived.rows_null_timestamp,
+                            rows_null_key: derived.rows_null_key,
+                            timestamp_field,
+                        },
                     ),
                     strict,
                     started,
@@ -173,7 +201,7 @@ impl FeatureStore {
         self.write_materialized(
             name,
             &served,
-            Latest::Index(latest),
+            Latest::Index(latest, timestamp_field),
             strict,
             started,
             progress,
@@ -193,14 +221,23 @@ impl FeatureStore {
         started: Instant,
         progress: &dyn Progress,
     ) -> Result<ViewReport> {
-        let (rows_scanned, rows_in_window) = latest.counts();
+        let counts = latest.counts();
         let report = ViewReport {
             view: name.to_string(),
             version: served.table.version,
-            rows_scanned,
-            rows_in_window,
+            rows_scanned: counts.rows_scanned,
+            rows_in_window: counts.rows_in_window,
+            rows_null_timestamp: counts.rows_null_timestamp,
+            rows_null_key: counts.rows_null_key,
             ..ViewReport::default()
         };
+        if strict && counts.rows_null_timestamp > 0 {
+            return Err(Error::InvalidRequest(format!(
+                "feature view `{name}`: {} source rows have a null event time `{}` \
+                 (strict mode: nothing written for this view)",
+                counts.rows_null_timestamp, counts.timestamp_field
+            )));
+        }
         let batch = self.project().config.materialize.batch_size.max(1);
         let mut view = served.definition.clone();
         if strict {
@@ -246,8 +283,8 @@ impl FeatureStore {
                 };
                 let mut valid = Vec::with_capacity(chunk.len());
                 for (key, record) in chunk {
-                    match validate_row(&view, &key, &record) {
-                        Ok(()) => valid.push((key, record)),
+                    match check_row(&view, &key, &record) {
+                        Ok(()) => valid.extend(record.ok().map(|r| (key, r))),
                         Err(msg) => {
                             rejected += 1;
                             if rejections.len() < MAX_REPORTED_REJECTIONS {
@@ -335,33 +372,49 @@ const WRITES_IN_FLIGHT: usize = 3;
 /// The latest rows of a view: converted already (derived views), or an index into the source's
 /// columns, converted a batch at a time.
 enum Latest {
-    Rows(std::vec::IntoIter<(EntityKey, Record)>, u64, u64),
-    Index(quiver_offline::source::LatestIndex),
+    Rows(std::vec::IntoIter<(EntityKey, Record)>, SourceCounts),
+    Index(quiver_offline::source::LatestIndex, String),
+}
+
+/// What reading a view's source found, for its report.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SourceCounts {
+    pub rows_scanned: u64,
+    pub rows_in_window: u64,
+    pub rows_null_timestamp: u64,
+    pub rows_null_key: u64,
+    /// The source's event time column, for messages.
+    pub timestamp_field: String,
 }
 
 impl Latest {
-    /// Rows scanned and rows in the window.
-    fn counts(&self) -> (u64, u64) {
+    fn counts(&self) -> SourceCounts {
         match self {
-            Latest::Rows(_, scanned, in_window) => (*scanned, *in_window),
-            Latest::Index(index) => (index.rows_scanned, index.rows_in_window),
+            Latest::Rows(_, counts) => counts.clone(),
+            Latest::Index(index, timestamp_field) => SourceCounts {
+                rows_scanned: index.rows_scanned,
+                rows_in_window: index.rows_in_window,
+                rows_null_timestamp: index.rows_null_timestamp,
+                rows_null_key: index.rows_null_key,
+                timestamp_field: timestamp_field.clone(),
+            },
         }
     }
 
     fn remaining(&self) -> usize {
         match self {
             Latest::Rows(rows, ..) => rows.len(),
-            Latest::Index(index) => index.remaining(),
+            Latest::Index(index, _) => index.remaining(),
         }
     }
 
-    fn next_chunk(&mut self, max: usize) -> Option<Result<Vec<(EntityKey, Record)>>> {
+    fn next_chunk(&mut self, max: usize) -> Option<Result<Vec<LatestRow>>> {
         match self {
             Latest::Rows(rows, ..) => {
-                let chunk: Vec<_> = rows.by_ref().take(max).collect();
+                let chunk: Vec<_> = rows.by_ref().take(max).map(|(k, r)| (k, Ok(r))).collect();
                 (!chunk.is_empty()).then_some(Ok(chunk))
             }
-            Latest::Index(index) => index.next_chunk(max).map(|r| r.map_err(Error::from)),
+            Latest::Index(index, _) => index.next_chunk(max).map(|r| r.map_err(Error::from)),
         }
     }
 
@@ -373,17 +426,17 @@ impl Latest {
             ))
         };
         match self {
-            Latest::Rows(rows, ..) => {
+            Latest::Rows(rows, _) => {
                 for (key, record) in rows.as_slice() {
                     validate_row(view, key, record).map_err(fail)?;
                 }
             }
-            Latest::Index(index) => {
+            Latest::Index(index, _) => {
                 let mut at = 0;
                 while at < index.len() {
                     let end = (at + batch).min(index.len());
                     for (key, record) in index.rows(at..end)? {
-                        validate_row(view, &key, &record).map_err(fail)?;
+                        check_row(view, &key, &record).map_err(fail)?;
                     }
                     at = end;
                 }

@@ -122,7 +122,8 @@ async fn training_set_is_point_in_time_correct() {
             &HistoricalOptions::default(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .batch;
     let names: Vec<String> = out
         .schema()
         .fields()

@@ -103,7 +103,8 @@ async fn postgres_source_and_offline_store() {
             &HistoricalOptions::default(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .batch;
     let age: Vec<Option<i32>> = out.column(2).as_primitive::<Int32Type>().iter().collect();
     assert_eq!(age, [Some(30), Some(31), Some(50)]);
     let sum: Vec<Option<f64>> = out.column(3).as_primitive::<Float64Type>().iter().collect();

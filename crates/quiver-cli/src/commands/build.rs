@@ -11,6 +11,9 @@ pub struct Args {
     /// Also write the latest value per entity (windows evaluated at the end) online.
     #[arg(long)]
     online: bool,
+    /// Fail when a source has rows with a null event time instead of skipping them.
+    #[arg(long)]
+    strict: bool,
 }
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -21,6 +24,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             views: args.window.views.clone(),
             start,
             end,
+            strict: args.strict,
         })
         .await?;
     for r in &reports {
@@ -28,6 +32,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             "{} v{}: {} rows into {} ({:.2}s)",
             r.view, r.version, r.rows, r.table, r.seconds
         );
+        super::print_skipped(&r.view, r.rows_null_timestamp, r.rows_null_key);
     }
     if args.online {
         let report = store
@@ -36,7 +41,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                     views: args.window.views,
                     start,
                     end,
-                    strict: None,
+                    strict: args.strict.then_some(true),
                 },
                 &NoProgress,
             )

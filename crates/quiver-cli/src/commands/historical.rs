@@ -28,6 +28,9 @@ pub struct Args {
     /// Name features `view__feature`.
     #[arg(long)]
     full_feature_names: bool,
+    /// Fail when a source has rows with a null event time instead of skipping them.
+    #[arg(long)]
+    strict: bool,
 }
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -38,16 +41,26 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         None => FeatureSelection::Features(args.features),
     };
     let started = std::time::Instant::now();
-    let out = store
+    let training = store
         .get_historical_features(
             &entities,
             &selection,
             &HistoricalOptions {
                 timestamp_column: args.timestamp_column,
                 full_feature_names: args.full_feature_names,
+                strict: args.strict,
+                entities_origin: Some(format!("entity file `{}`", args.entities.display())),
             },
         )
         .await?;
+    for skipped in &training.sources {
+        super::print_skipped(
+            &skipped.view,
+            skipped.rows_null_timestamp,
+            skipped.rows_null_key,
+        );
+    }
+    let out = training.batch;
     quiver::offline_io::write_parquet(&args.out, &out)?;
     println!(
         "{} rows x {} columns written to {} ({:.2}s)",

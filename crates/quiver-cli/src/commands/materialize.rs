@@ -10,7 +10,8 @@ use quiver::{MaterializeOptions, Progress, ViewReport};
 pub struct Args {
     #[command(flatten)]
     window: super::ViewWindow,
-    /// Fail on the first row that violates a constraint.
+    /// Fail on the first row that violates a constraint or does not fit its field's type, or
+    /// when source rows have a null event time.
     #[arg(long)]
     strict: bool,
 }
@@ -72,6 +73,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             v.rejected,
             v.seconds
         );
+        super::print_skipped(&v.view, v.rows_null_timestamp, v.rows_null_key);
         for r in &v.rejections {
             println!("  rejected: {r}");
         }

@@ -38,3 +38,14 @@ impl ViewWindow {
         ))
     }
 }
+
+/// Says which source rows of a view were skipped because they belong to no point in time (the
+/// `--strict` flags refuse them instead); silent when there were none.
+pub fn print_skipped(view: &str, null_timestamp: u64, null_key: u64) {
+    if null_timestamp > 0 {
+        println!("  {view}: skipped {null_timestamp} source rows with a null event time");
+    }
+    if null_key > 0 {
+        println!("  {view}: skipped {null_key} source rows with a null join key");
+    }
+}

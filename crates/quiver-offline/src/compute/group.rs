@@ -40,8 +40,11 @@ impl Groups {
         &self.rows[self.starts[g]..self.starts[g + 1]]
     }
 
-    /// Sorts each group's rows by `(times[row], row)`, using both cores on large inputs.
-    pub fn sort_within_by_time(&mut self, times: &[i64]) {
+    /// Sorts each group's rows by `(times[row], row)`, or `(times[row], created[row], row)` when
+    /// created times are given (an absent created time sorts before any present one), using
+    /// both cores on large inputs. The order is the tie rule of every operator: on equal event
+    /// times the later created time, then the later row, is the later event.
+    pub fn sort_within_by_time(&mut self, times: &[i64], created: Option<&[Option<i64>]>) {
         let chunks = split_groups(&self.starts, worker_count(self.rows.len()));
         let starts = &self.starts;
         // Chunks are contiguous in `rows`, so each worker gets its own disjoint slice.
@@ -59,9 +62,25 @@ impl Groups {
             // Sorting gathered (time, row) pairs reads each time once instead of on every
             // comparison (each a likely cache miss); the row makes the order total, so equal
             // times keep ascending row order (the later row sorts last).
+            // Created times join the sort key only when given, so the common case stays a
+            // 12-byte pair.
             let mut scratch: Vec<(i64, u32)> = Vec::new();
+            let mut with_created: Vec<(i64, Option<i64>, u32)> = Vec::new();
             for g in chunk {
                 let group = &mut piece[starts[g] - base..starts[g + 1] - base];
+                if let Some(created) = created {
+                    with_created.clear();
+                    with_created.extend(
+                        group
+                            .iter()
+                            .map(|&r| (times[r as usize], created[r as usize], r)),
+                    );
+                    with_created.sort_unstable();
+                    for (slot, &(_, _, r)) in group.iter_mut().zip(&with_created) {
+                        *slot = r;
+                    }
+                    continue;
+                }
                 scratch.clear();
                 scratch.extend(group.iter().map(|&r| (times[r as usize], r)));
                 scratch.sort_unstable();
@@ -249,7 +268,7 @@ mod tests {
         let keys = [1, 0, 1, 1, 0];
         let times = [5, 2, 5, 1, 2];
         let mut groups = group_by_key(&keys);
-        groups.sort_within_by_time(&times);
+        groups.sort_within_by_time(&times, None);
         assert_eq!(groups.rows, vec![1, 4, 3, 0, 2]);
     }
 

@@ -1,7 +1,8 @@
 //! Price time-series helpers per ticker (key id): N-period return, momentum and rolling
 //! volatility.
 //!
-//! Rows are taken per key in `(time, row)` order, whatever their input order, and "N periods
+//! Rows are taken per key in `(time, created, row)` order, whatever their input order (created
+//! times, when given, break ties between equal times as everywhere else: an absent one first), and "N periods
 //! back" means N rows earlier in that order (periods are rows, not calendar time, as in pandas'
 //! `pct_change(N)` / `diff(N)`). Outputs are one `Float64Array` in input row order:
 //! - [`period_returns`]: `close_t / close_{t−N} − 1`;
@@ -30,10 +31,11 @@ use super::{ComputeError, Result, check_len};
 pub fn period_returns(
     keys: &[u32],
     times: &[i64],
+    created: Option<&[Option<i64>]>,
     close: EventValues<'_>,
     periods: usize,
 ) -> Result<ArrayRef> {
-    lagged(keys, times, close, periods, |now, then| {
+    lagged(keys, times, created, close, periods, |now, then| {
         (then != 0.0).then(|| now / then - 1.0)
     })
 }
@@ -42,10 +44,13 @@ pub fn period_returns(
 pub fn momentum(
     keys: &[u32],
     times: &[i64],
+    created: Option<&[Option<i64>]>,
     close: EventValues<'_>,
     periods: usize,
 ) -> Result<ArrayRef> {
-    lagged(keys, times, close, periods, |now, then| Some(now - then))
+    lagged(keys, times, created, close, periods, |now, then| {
+        Some(now - then)
+    })
 }
 
 /// Sample standard deviation of the last `periods` log returns per row; `periods` ≥ 2 (one
@@ -53,6 +58,7 @@ pub fn momentum(
 pub fn rolling_volatility(
     keys: &[u32],
     times: &[i64],
+    created: Option<&[Option<i64>]>,
     close: EventValues<'_>,
     periods: usize,
 ) -> Result<ArrayRef> {
@@ -61,7 +67,7 @@ pub fn rolling_volatility(
             message: format!("volatility needs at least 2 periods, got {periods}"),
         });
     }
-    let series = Series::new(keys, times, close)?;
+    let series = Series::new(keys, times, created, close)?;
     let mut out = vec![None; keys.len()];
     let mut returns = Vec::new();
     let mut window = SlidingAgg::<Moments>::new();
@@ -101,6 +107,7 @@ pub fn rolling_volatility(
 fn lagged(
     keys: &[u32],
     times: &[i64],
+    created: Option<&[Option<i64>]>,
     close: EventValues<'_>,
     periods: usize,
     f: impl Fn(f64, f64) -> Option<f64>,
@@ -110,7 +117,7 @@ fn lagged(
             message: "periods must be at least 1".into(),
         });
     }
-    let series = Series::new(keys, times, close)?;
+    let series = Series::new(keys, times, created, close)?;
     let mut out = vec![None; keys.len()];
     for g in 0..series.starts.len() - 1 {
         let rows = &series.rows[series.starts[g]..series.starts[g + 1]];
@@ -132,12 +139,20 @@ struct Series {
 }
 
 impl Series {
-    fn new(keys: &[u32], times: &[i64], close: EventValues<'_>) -> Result<Self> {
+    fn new(
+        keys: &[u32],
+        times: &[i64],
+        created: Option<&[Option<i64>]>,
+        close: EventValues<'_>,
+    ) -> Result<Self> {
         check_len("times", times.len(), "keys", keys.len())?;
+        if let Some(created) = created {
+            check_len("created", created.len(), "keys", keys.len())?;
+        }
         check_len("close", close.len(), "keys", keys.len())?;
         check_rows("keys", keys.len())?;
         let mut groups = group_by_key(keys);
-        groups.sort_within_by_time(times);
+        groups.sort_within_by_time(times, created);
         let close = (0..keys.len()).map(|r| close.get(r)).collect();
         Ok(Series {
             rows: groups.rows,
@@ -165,13 +180,29 @@ mod tests {
         let keys = [0, 1, 0, 0, NULL_KEY];
         let times = [3, 1, 1, 2, 1];
         let close = [Some(121.0), Some(50.0), Some(100.0), Some(110.0), Some(1.0)];
-        let r1 = period_returns(&keys, &times, EventValues::Slice(&close), 1).unwrap();
+        let r1 = period_returns(&keys, &times, None, EventValues::Slice(&close), 1).unwrap();
         let got = floats(&r1);
         assert!((got[0].unwrap() - 0.1).abs() < 1e-12);
         assert!((got[3].unwrap() - 0.1).abs() < 1e-12);
         assert_eq!((got[1], got[2], got[4]), (None, None, None));
-        let m2 = momentum(&keys, &times, EventValues::Slice(&close), 2).unwrap();
+        let m2 = momentum(&keys, &times, None, EventValues::Slice(&close), 2).unwrap();
         assert_eq!(floats(&m2), vec![Some(21.0), None, None, None, None]);
+    }
+
+    #[test]
+    fn created_times_order_rows_with_equal_times() {
+        // Two closes at time 1: the first row was created later, so it is the later period.
+        let keys = [0, 0, 0];
+        let times = [1, 1, 0];
+        let created = [Some(9), Some(3), None];
+        let close = [Some(120.0), Some(110.0), Some(100.0)];
+        let m1 = momentum(&keys, &times, Some(&created), EventValues::Slice(&close), 1).unwrap();
+        assert_eq!(floats(&m1), vec![Some(10.0), Some(10.0), None]);
+        let m2 = momentum(&keys, &times, Some(&created), EventValues::Slice(&close), 2).unwrap();
+        assert_eq!(floats(&m2), vec![Some(20.0), None, None]);
+        // Without created times the later row is the later period.
+        let m2 = momentum(&keys, &times, None, EventValues::Slice(&close), 2).unwrap();
+        assert_eq!(floats(&m2), vec![None, Some(10.0), None]);
     }
 
     #[test]
@@ -186,7 +217,7 @@ mod tests {
         ];
         let keys = [7; 6];
         let times = [0, 1, 2, 3, 4, 5];
-        let vol = rolling_volatility(&keys, &times, EventValues::Slice(&close), 2).unwrap();
+        let vol = rolling_volatility(&keys, &times, None, EventValues::Slice(&close), 2).unwrap();
         let got = floats(&vol);
         let r = [(110.0f64 / 100.0).ln(), (99.0f64 / 110.0).ln(), 0.0];
         let std2 = |a: f64, b: f64| ((a - b).abs()) / 2f64.sqrt();
@@ -195,8 +226,8 @@ mod tests {
         assert!((got[3].unwrap() - std2(r[1], r[2])).abs() < 1e-12);
         // The null close at time 4 leaves returns into rows 4 and 5 undefined.
         assert_eq!((got[4], got[5]), (None, None));
-        assert!(rolling_volatility(&keys, &times, EventValues::Slice(&close), 1).is_err());
-        assert!(momentum(&keys, &times, EventValues::Slice(&close), 0).is_err());
-        assert!(momentum(&keys, &[], EventValues::Slice(&close), 1).is_err());
+        assert!(rolling_volatility(&keys, &times, None, EventValues::Slice(&close), 1).is_err());
+        assert!(momentum(&keys, &times, None, EventValues::Slice(&close), 0).is_err());
+        assert!(momentum(&keys, &[], None, EventValues::Slice(&close), 1).is_err());
     }
 }

@@ -9,8 +9,10 @@
 //! - `count`: how many there are (an `Int64` column), `0` when none;
 //! - `mean`, `min`, `max`: null when there are none;
 //! - `std`: the sample standard deviation (divisor n − 1), null below two values;
-//! - `last`: the value of the latest event holding one (ties on event time: the later row), null
-//!   when there are none.
+//! - `last`: the value of the latest event holding one, null when there are none. Events with
+//!   equal times are ordered by [`Events::created`] when given (an absent created time first),
+//!   then by row: the later created time, then the later row, is the later event, the rule of
+//!   the as-of join and of `materialize`.
 //!
 //! Queries keyed [`NULL_KEY`] and keys without events get the empty-window answers; events keyed
 //! [`NULL_KEY`] belong to no window. Query and event order are arbitrary; outputs follow the
@@ -84,12 +86,15 @@ impl<'a> From<&'a [Option<f64>]> for EventValues<'a> {
     }
 }
 
-/// The events aggregated over: one key id, event time (ns) and value per row.
+/// The events aggregated over: one key id, event time (ns) and value per row, and optionally a
+/// created time (ns) per row that orders events with equal event times.
 #[derive(Clone, Copy, Debug)]
 pub struct Events<'a> {
     pub keys: &'a [u32],
     pub times: &'a [i64],
     pub values: EventValues<'a>,
+    /// Breaks ties between equal event times (`None` in a row: before any created time).
+    pub created: Option<&'a [Option<i64>]>,
 }
 
 /// Evaluates every spec at each query `(query_keys[i], query_times[i])`; returns one array per
@@ -148,6 +153,14 @@ fn check_events(events: &Events<'_>, specs: &[WindowSpec]) -> Result<()> {
         "event keys",
         events.keys.len(),
     )?;
+    if let Some(created) = events.created {
+        check_len(
+            "event created times",
+            created.len(),
+            "event keys",
+            events.keys.len(),
+        )?;
+    }
     check_rows("event keys", events.keys.len())?;
     if let Some(spec) = specs.iter().find(|s| s.window_ns <= 0) {
         return Err(ComputeError::InvalidArgument {
@@ -172,7 +185,7 @@ struct Timeline {
 impl Timeline {
     fn events(events: &Events<'_>) -> Self {
         let mut groups = group_by_key(events.keys);
-        groups.sort_within_by_time(events.times);
+        groups.sort_within_by_time(events.times, events.created);
         let times = groups
             .rows
             .iter()
@@ -192,7 +205,7 @@ impl Timeline {
 
     fn queries(keys: &[u32], times: &[i64]) -> Self {
         let mut groups = group_by_key(keys);
-        groups.sort_within_by_time(times);
+        groups.sort_within_by_time(times, None);
         let times = groups.rows.iter().map(|&r| times[r as usize]).collect();
         Timeline {
             groups,
@@ -531,6 +544,7 @@ mod tests {
             keys: &[0, 0, 0, 0],
             times: &[0, 3 * DAY, 5 * DAY, 7 * DAY],
             values: EventValues::Slice(&values),
+            created: None,
         };
         let specs: Vec<WindowSpec> = AggFunction::ALL
             .iter()
@@ -575,6 +589,7 @@ mod tests {
             keys: &[5, 5, 5, 5],
             times: &[10, 10, 20, 20],
             values: EventValues::from(&values),
+            created: None,
         };
         let specs = [
             WindowSpec {
@@ -607,6 +622,44 @@ mod tests {
     }
 
     #[test]
+    fn created_times_order_equal_event_times_for_last() {
+        // Two events at t = 0: the first row was created later, so it is the latest event.
+        let values = [Some(10.0), Some(20.0), Some(30.0), Some(40.0)];
+        let created = [Some(2), Some(1), None, Some(5)];
+        let events = Events {
+            keys: &[0, 0, 1, 1],
+            times: &[0, 0, 0, 0],
+            values: EventValues::Slice(&values),
+            created: Some(&created),
+        };
+        let spec = WindowSpec {
+            function: AggFunction::Last,
+            window_ns: DAY,
+        };
+        let out = aggregate_windows(&events, &[0, 1], &[DAY / 2, DAY / 2], &[spec]).unwrap();
+        // Key 1: an absent created time sorts before a present one.
+        assert_eq!(floats(&out[0]), vec![Some(10.0), Some(40.0)]);
+        let at_events = aggregate_at_events(&events, &[spec]).unwrap();
+        assert_eq!(
+            floats(&at_events[0]),
+            vec![Some(10.0), Some(10.0), Some(40.0), Some(40.0)]
+        );
+        // Without created times the later row wins.
+        let plain = Events {
+            created: None,
+            ..events
+        };
+        let out = aggregate_windows(&plain, &[0], &[DAY / 2], &[spec]).unwrap();
+        assert_eq!(floats(&out[0]), vec![Some(20.0)]);
+        let short = [None];
+        let bad = Events {
+            created: Some(&short),
+            ..events
+        };
+        assert!(aggregate_windows(&bad, &[0], &[0], &[spec]).is_err());
+    }
+
+    #[test]
     fn parses_names_and_rejects_bad_windows() {
         assert_eq!("AVG".parse::<AggFunction>().unwrap(), AggFunction::Mean);
         assert_eq!("stddev".parse::<AggFunction>().unwrap(), AggFunction::Std);
@@ -618,6 +671,7 @@ mod tests {
             keys: &[],
             times: &[],
             values: EventValues::Slice(&[]),
+            created: None,
         };
         let spec = WindowSpec {
             function: AggFunction::Sum,

@@ -390,7 +390,7 @@ impl Prepared {
                 valid!(a);
                 let v = a.value(row);
                 if v.is_finite() && v.abs() > f64::from(f32::MAX) {
-                    return Err(format!("value {v} does not fit float32"));
+                    return Err(format!("value {v:?} does not fit float32"));
                 }
                 Value::Float32(v as f32)
             }

@@ -36,6 +36,25 @@ impl Layout {
     }
 }
 
+/// A winning row with a value its field's type cannot hold (an int64 beyond int32, a float64
+/// beyond float32): the row is reported, not converted into something else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRow {
+    /// The source column (the field) holding the value.
+    pub column: String,
+    /// What is wrong with the value, naming it.
+    pub message: String,
+}
+
+impl std::fmt::Display for BadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field `{}`: {}", self.column, self.message)
+    }
+}
+
+/// One entity's latest row, converted, or why it cannot be.
+pub type LatestRow = (EntityKey, std::result::Result<Record, BadRow>);
+
 /// One entity's current best row.
 #[derive(Clone, Copy, Debug)]
 struct Winner {
@@ -102,8 +121,8 @@ impl LatestIndex {
     }
 
     /// Rows `range` (in first-appearance order), converted; the index is left as it was.
-    /// A value that does not fit its field's type is an error here.
-    pub fn rows(&self, range: std::ops::Range<usize>) -> Result<Vec<(EntityKey, Record)>> {
+    /// A row with a value that does not fit its field's type comes out as a [`BadRow`].
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Result<Vec<LatestRow>> {
         self.winners[range.clone()]
             .iter()
             .zip(&self.keys[range])
@@ -111,9 +130,10 @@ impl LatestIndex {
             .collect()
     }
 
-    /// The next (at most) `max` rows, converted, or `None` when every row was returned. The
-    /// field columns of a batch are freed once its last winner was returned.
-    pub fn next_chunk(&mut self, max: usize) -> Option<Result<Vec<(EntityKey, Record)>>> {
+    /// The next (at most) `max` rows, converted (as in [`rows`](Self::rows)), or `None` when
+    /// every row was returned. The field columns of a batch are freed once its last winner was
+    /// returned.
+    pub fn next_chunk(&mut self, max: usize) -> Option<Result<Vec<LatestRow>>> {
         if self.cursor >= self.winners.len() {
             return None;
         }
@@ -138,7 +158,8 @@ impl LatestIndex {
         Some(Ok(out))
     }
 
-    fn record(&self, w: &Winner) -> Result<Record> {
+    /// The winner's record; the outer error is a bug, the inner one a value that does not fit.
+    fn record(&self, w: &Winner) -> Result<std::result::Result<Record, BadRow>> {
         let columns =
             self.batches[w.batch as usize]
                 .as_ref()
@@ -153,19 +174,18 @@ impl LatestIndex {
             match column.value(w.row as usize) {
                 Ok(v) => values.push(v),
                 Err(message) => {
-                    return Err(OfflineError::BadValue {
-                        origin: self.origin.clone(),
+                    return Ok(Err(BadRow {
                         column: name.clone(),
                         message,
-                    });
+                    }));
                 }
             }
         }
-        Ok(Record {
+        Ok(Ok(Record {
             event_ts: w.event_ts,
             created_ts: w.created_ts,
             values,
-        })
+        }))
     }
 }
 
@@ -203,6 +223,19 @@ pub(crate) fn fold(
         None => Vec::new(),
         Some(rows) => rows?,
     };
+    // Every row is read out here, so a value that does not fit fails the read.
+    let rows = rows
+        .into_iter()
+        .map(|(key, record)| {
+            record
+                .map(|r| (key, r))
+                .map_err(|bad| OfflineError::BadValue {
+                    origin: origin.to_string(),
+                    column: bad.column,
+                    message: bad.message,
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(LatestRows {
         rows,
         rows_scanned: index.rows_scanned,

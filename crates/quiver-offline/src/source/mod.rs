@@ -16,9 +16,9 @@ mod postgres;
 mod sql;
 mod table;
 
-pub use latest::{LatestIndex, read_latest_index};
+pub use latest::{BadRow, LatestIndex, LatestRow, read_latest_index};
 pub use sql::SOURCE_TABLE;
-pub use table::{column_to_nanos, read_table, table_layout};
+pub use table::{TableRead, column_to_nanos, read_table, read_table_counted, table_layout};
 
 use std::path::Path;
 
@@ -325,10 +325,10 @@ fn csv_columns<'a>(origin: &str, needs: &[Need<'a>]) -> Result<Vec<(&'a str, Dat
                 )));
             }
             ValueType::Scalar(s) => match s {
-                ScalarType::Int32 => DataType::Int32,
-                ScalarType::Int64 => DataType::Int64,
-                ScalarType::Float32 => DataType::Float32,
-                ScalarType::Float64 => DataType::Float64,
+                // Parsed wide, then range-checked per value (`convert.rs`): text holding
+                // `1e39` for a float32 field is an out-of-range value, not infinity.
+                ScalarType::Int32 | ScalarType::Int64 => DataType::Int64,
+                ScalarType::Float32 | ScalarType::Float64 => DataType::Float64,
                 ScalarType::Bool => DataType::Boolean,
                 ScalarType::String => DataType::Utf8,
                 // arrow-csv reads a naive time as UTC and honours an explicit offset. No time

@@ -27,8 +27,26 @@ pub fn table_layout(req: &ReadRequest<'_>) -> SchemaRef {
     layout_schema(req.join_keys, req.fields)
 }
 
+/// What [`read_table_counted`] read: the window's rows in the layout and the rows it dropped.
+#[derive(Clone, Debug)]
+pub struct TableRead {
+    pub batch: RecordBatch,
+    /// Every row of the source (or of the `sql` result).
+    pub rows_scanned: u64,
+    /// Rows dropped because their event time is null (they belong to no point in time).
+    pub rows_null_timestamp: u64,
+    /// Rows inside the window dropped because a join key is null.
+    pub rows_null_key: u64,
+}
+
 /// Reads the request's window into one batch (see the module docs).
 pub fn read_table(req: &ReadRequest<'_>) -> Result<RecordBatch> {
+    read_table_counted(req).map(|read| read.batch)
+}
+
+/// [`read_table`], also counting the rows it dropped for a null event time or join key, so
+/// callers can report them (and refuse them in strict mode).
+pub fn read_table_counted(req: &ReadRequest<'_>) -> Result<TableRead> {
     let origin = origin(req);
     let needs = needs(req);
     let opened = open(req, &origin, &needs, BATCH)?;
@@ -40,6 +58,7 @@ pub fn read_table(req: &ReadRequest<'_>) -> Result<RecordBatch> {
         message: e.to_string(),
     };
     let mut out: Vec<RecordBatch> = Vec::new();
+    let (mut rows_scanned, mut rows_null_timestamp, mut rows_null_key) = (0u64, 0u64, 0u64);
     for batch in opened.batches {
         let batch = batch.map_err(read_err)?;
         let column = |name: &str| -> Result<ArrayRef> {
@@ -84,14 +103,20 @@ pub fn read_table(req: &ReadRequest<'_>) -> Result<RecordBatch> {
         }
         // Keep rows with keys and an event time inside the window.
         let ts = columns[req.join_keys.len()].as_primitive::<TimestampNanosecondType>();
+        rows_scanned += batch.num_rows() as u64;
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| {
+                if ts.is_null(i) {
+                    rows_null_timestamp += 1;
+                    return Some(false);
+                }
+                let t = ts.value(i);
+                if req.start.is_some_and(|s| t < s) || req.end.is_some_and(|e| t >= e) {
+                    return Some(false);
+                }
                 let key_ok = columns[..req.join_keys.len()].iter().all(|c| c.is_valid(i));
-                let t_ok = ts.is_valid(i) && {
-                    let t = ts.value(i);
-                    req.start.is_none_or(|s| t >= s) && req.end.is_none_or(|e| t < e)
-                };
-                Some(key_ok && t_ok)
+                rows_null_key += u64::from(!key_ok);
+                Some(key_ok)
             })
             .collect();
         let filtered = columns
@@ -110,15 +135,38 @@ pub fn read_table(req: &ReadRequest<'_>) -> Result<RecordBatch> {
             }
         })?);
     }
-    arrow_select::concat::concat_batches(&layout, &out).map_err(|e| OfflineError::ReadData {
-        origin,
-        message: e.to_string(),
+    let batch = arrow_select::concat::concat_batches(&layout, &out).map_err(|e| {
+        OfflineError::ReadData {
+            origin,
+            message: e.to_string(),
+        }
+    })?;
+    Ok(TableRead {
+        batch,
+        rows_scanned,
+        rows_null_timestamp,
+        rows_null_key,
     })
 }
 
 fn cast_column(origin: &str, name: &str, col: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     if col.data_type() == to {
         return Ok(col.clone());
+    }
+    // Arrow casts a float64 beyond float32's range to infinity, even with `safe: false`.
+    if *to == DataType::Float32 && *col.data_type() == DataType::Float64 {
+        let values = col.as_primitive::<arrow_array::types::Float64Type>();
+        let max = f64::from(f32::MAX);
+        if let Some((row, v)) = values.iter().enumerate().find_map(|(row, v)| {
+            v.filter(|v| v.is_finite() && v.abs() > max)
+                .map(|v| (row, v))
+        }) {
+            return Err(OfflineError::BadValue {
+                origin: origin.to_string(),
+                column: name.to_string(),
+                message: format!("value {v:?} (row {row} of its batch) does not fit float32"),
+            });
+        }
     }
     // `safe: false`: a value that does not fit (int64 into int32) is an error, not a silent null.
     let options = CastOptions {
