@@ -60,6 +60,15 @@ pub enum OfflineError {
         message: String,
     },
 
+    /// The compute operators refused their input (mismatched lengths, a bad parameter, key
+    /// columns that cannot match).
+    #[error(transparent)]
+    Compute(#[from] crate::compute::ComputeError),
+
+    /// A bug in Quiver: data it built itself does not fit together.
+    #[error("this is a bug in Quiver: {message}")]
+    Internal { message: String },
+
     /// Writing a file failed.
     #[error("cannot write `{path}`: {message}", path = path.display())]
     Write { path: PathBuf, message: String },

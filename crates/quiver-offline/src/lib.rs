@@ -14,6 +14,8 @@
 //! - [`sample`]: deterministic quickstart data (`users.parquet`, `transactions.parquet`).
 //! - [`compute`]: the engine's hot-path operators over Arrow columns: key interning, the
 //!   point-in-time join, rolling-window aggregations, price time-series helpers.
+//! - [`engine`]: a view's answers over its source: its history, its features at given times,
+//!   a derived view's latest values.
 //! - [`store`]: the [`store::OfflineStore`] trait and its backends (feature history per view version).
 //! - [`io`]: whole-file reads of entity files and Parquet writes of training sets.
 //! - [`error`]: [`OfflineError`] and the [`Result`] alias.
@@ -21,6 +23,7 @@
 //! [`ValueType`]: quiver_core::ValueType
 
 pub mod compute;
+pub mod engine;
 pub mod error;
 pub mod io;
 pub mod sample;

@@ -63,10 +63,7 @@ impl AppState {
         if modified == seen {
             return seen;
         }
-        let reloaded = FeatureStore::with_online_store(
-            current.project().clone(),
-            current.online_store().clone(),
-        );
+        let reloaded = current.reloaded();
         match reloaded {
             Ok(store) => {
                 let serial = store.registry().map(|r| r.serial).ok();

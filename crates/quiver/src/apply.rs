@@ -90,7 +90,7 @@ impl FeatureStore {
                 continue;
             }
             let view: FeatureView = view.clone();
-            let source = match self.resolve_source(source.clone()) {
+            let source = match crate::catalog::resolve_source(self.project(), source.clone()) {
                 Ok(s) => s,
                 Err(e) => {
                     errors.push(format!("feature view `{}`: {e}", view.name));
@@ -98,7 +98,7 @@ impl FeatureStore {
                 }
             };
             let result = tokio::task::spawn_blocking(move || {
-                let fields = crate::offline::source_fields(&view);
+                let fields = quiver_offline::engine::source_fields(&view);
                 quiver_offline::check_source(&quiver_offline::ReadRequest {
                     path: &path,
                     source: &source,

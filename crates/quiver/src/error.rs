@@ -84,6 +84,7 @@ impl Error {
                 | OnlineError::PartialWrite { .. } => ErrorKind::Internal,
             },
             Error::Offline(OfflineError::Store { .. }) => ErrorKind::Unavailable,
+            Error::Offline(OfflineError::Internal { .. }) => ErrorKind::Internal,
             Error::Offline(_) => ErrorKind::InvalidArgument,
             Error::Io { .. } => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,

@@ -22,12 +22,17 @@
 //! - [`config`]: `quiver.yaml` (defaults, file, `QUIVER__*` environment overrides).
 //! - [`definitions`]: loading `features/*.yaml`.
 //! - [`registry`]: applied definitions with view versions and apply history.
-//! - [`store`]: [`FeatureStore`], opening a project and its online store.
-//! - [`apply`], [`materialize`], [`online`]: the operations.
-//! - [`offline`]: `build` into the offline store, point-in-time training sets, derived views.
+//! - [`store`]: [`FeatureStore`], which owns its parts: the [`catalog`] (the applied registry,
+//!   resolved), the online store and the offline store, each opened once.
+//! - [`selection`]: which features a request wants, resolved against the catalog.
+//! - The operations, each depending on `store` and never on each other: [`apply`],
+//!   [`materialize`], [`online`] (serving and writes), [`offline`] (`build`, training sets,
+//!   `prune`). Feature evaluation lives in [`quiver_offline::engine`], the row check in
+//!   [`quiver_core::FeatureView::check_row`].
 //! - [`init`]: the example project `quiver init` writes.
 
 pub mod apply;
+pub mod catalog;
 pub mod config;
 pub mod definitions;
 pub mod error;
@@ -36,9 +41,11 @@ pub mod materialize;
 pub mod offline;
 pub mod online;
 pub mod registry;
+pub mod selection;
 pub mod store;
 
 pub use apply::ApplyReport;
+pub use catalog::{Catalog, ServedView};
 pub use config::{Project, ProjectConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use init::{InitReport, init_project};
@@ -46,8 +53,9 @@ pub use materialize::{MaterializeOptions, MaterializeReport, NoProgress, Progres
 pub use offline::{
     BuildOptions, BuildViewReport, HistoricalOptions, SourceRowsSkipped, TrainingSet,
 };
-pub use online::{FeatureColumn, FeatureSelection, OnlineRequest, OnlineResponse};
-pub use store::{FeatureStore, ServedView};
+pub use online::{FeatureColumn, OnlineRequest, OnlineResponse};
+pub use selection::FeatureSelection;
+pub use store::FeatureStore;
 
 pub use quiver_core as core;
 pub use quiver_offline::io as offline_io;

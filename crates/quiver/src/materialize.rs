@@ -68,32 +68,6 @@ pub struct MaterializeReport {
     pub views: Vec<ViewReport>,
 }
 
-/// Checks a row against the view's constraints; the error names view, entity, field and value.
-pub fn validate_row(view: &FeatureView, key: &EntityKey, record: &Record) -> Result<(), String> {
-    for (field, value) in view.fields.iter().zip(&record.values) {
-        if let Err(problem) = field.constraints.check(value) {
-            return Err(format!(
-                "{}: field `{}`: value `{}` {problem}",
-                row_label(view, key),
-                field.name,
-                value.display_short()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// "feature view `v`: entity `user_id=42`", the start of every message about one row.
-fn row_label(view: &FeatureView, key: &EntityKey) -> String {
-    let keys: Vec<String> = view
-        .join_keys
-        .iter()
-        .zip(&key.0)
-        .map(|(k, v)| format!("{}={v}", k.name))
-        .collect();
-    format!("feature view `{}`: entity `{}`", view.name, keys.join(","))
-}
-
 /// Checks a converted row: a value its field's type cannot hold, or a constraint violation.
 fn check_row(
     view: &FeatureView,
@@ -101,8 +75,12 @@ fn check_row(
     record: &std::result::Result<Record, BadRow>,
 ) -> Result<(), String> {
     match record {
-        Ok(record) => validate_row(view, key, record),
-        Err(bad) => Err(format!("{}: {bad}", row_label(view, key))),
+        Ok(record) => view.check_row(key, record).map_err(|r| r.to_string()),
+        Err(bad) => Err(format!(
+            "feature view `{}`: entity `{}`: {bad}",
+            view.name,
+            view.entity_label(key)
+        )),
     }
 }
 
@@ -156,17 +134,13 @@ impl FeatureStore {
         let started = Instant::now();
         let served = self.view(name)?.clone();
         let view = served.definition.clone();
-        let registry = self.registry()?;
-        let source = registry.sources.get(&view.source).cloned().ok_or_else(|| {
-            Error::Internal(format!("source `{}` missing from registry", view.source))
-        })?;
-        let source = self.resolve_source(source)?;
-        let path = self.project().resolve(&source.path);
+        let resolved = self.source_of(&view)?.clone();
+        let (source, path) = (resolved.source, resolved.path);
         let timestamp_field = source.timestamp_field.clone();
         let read_view = view.clone();
         if view.is_derived() {
             let derived = tokio::task::spawn_blocking(move || {
-                crate::offline::evaluate_latest(&path, &source, &read_view, end)
+                quiver_offline::engine::evaluate_latest(&path, &source, &read_view, end)
             })
             .await
             .map_err(|e| Error::Internal(format!("source read task failed: {e}")))??;
@@ -215,7 +189,7 @@ impl FeatureStore {
     async fn write_materialized(
         &self,
         name: &str,
-        served: &crate::store::ServedView,
+        served: &crate::catalog::ServedView,
         mut latest: Latest,
         strict: bool,
         started: Instant,
@@ -259,7 +233,7 @@ impl FeatureStore {
     async fn write_valid(
         &self,
         name: &str,
-        served: &crate::store::ServedView,
+        served: &crate::catalog::ServedView,
         mut latest: Latest,
         view: std::sync::Arc<FeatureView>,
         batch: usize,
@@ -428,7 +402,8 @@ impl Latest {
         match self {
             Latest::Rows(rows, _) => {
                 for (key, record) in rows.as_slice() {
-                    validate_row(view, key, record).map_err(fail)?;
+                    view.check_row(key, record)
+                        .map_err(|r| fail(r.to_string()))?;
                 }
             }
             Latest::Index(index, _) => {
@@ -524,17 +499,14 @@ mod tests {
 
         let served = store.view("user_profile").unwrap();
         let view = &served.definition;
-        let registry = store.registry().unwrap();
-        let source = store
-            .resolve_source(registry.sources[&view.source].clone())
-            .unwrap();
-        let path = store.project().resolve(&source.path);
+        let resolved = store.source_of(view).unwrap().clone();
+        let (source, path) = (resolved.source, resolved.path);
         let reference =
             quiver_offline::read_latest(&read_request(&path, &source, view, None, end)).unwrap();
         let (valid, invalid): (Vec<_>, Vec<_>) = reference
             .rows
             .into_iter()
-            .partition(|(k, r)| validate_row(view, k, r).is_ok());
+            .partition(|(k, r)| view.check_row(k, r).is_ok());
         assert!(valid.len() > 600 && !invalid.is_empty(), "{}", valid.len());
         assert_eq!(report.rows_scanned, reference.rows_scanned);
         assert_eq!(report.entities, valid.len() as u64);

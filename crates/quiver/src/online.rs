@@ -4,21 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use quiver_core::status::status_of;
-use quiver_core::{EntityKey, FeatureRef, FeatureStatus, KeyValue, Record, ScalarType, Value};
+use quiver_core::{EntityKey, FeatureStatus, KeyValue, Record, ScalarType, Value};
 use quiver_online::WriteSummary;
 
 use crate::error::{Error, Result};
-use crate::materialize::validate_row;
+use crate::selection::FeatureSelection;
 use crate::store::FeatureStore;
-
-/// Which features to read.
-#[derive(Clone, Debug)]
-pub enum FeatureSelection {
-    /// `view:feature` references.
-    Features(Vec<String>),
-    /// A feature service by name.
-    Service(String),
-}
 
 /// A request for online features.
 #[derive(Clone, Debug)]
@@ -54,58 +45,6 @@ impl OnlineResponse {
 }
 
 impl FeatureStore {
-    /// The type of a join key used by any registered view.
-    pub fn join_key_type(&self, name: &str) -> Option<ScalarType> {
-        self.views()
-            .flat_map(|v| v.definition.join_keys.iter())
-            .find(|k| k.name == name)
-            .map(|k| k.key_type)
-    }
-
-    /// Resolves a selection into feature references, checking every view and feature exists.
-    pub fn resolve_features(&self, selection: &FeatureSelection) -> Result<Vec<FeatureRef>> {
-        let refs = match selection {
-            FeatureSelection::Service(name) => {
-                let registry = self.registry()?;
-                registry
-                    .feature_services
-                    .get(name)
-                    .ok_or_else(|| Error::NotFound(format!("unknown feature service `{name}`")))?
-                    .features
-                    .clone()
-            }
-            FeatureSelection::Features(list) => {
-                if list.is_empty() {
-                    return Err(Error::InvalidRequest(
-                        "`features` is empty; name at least one `view:feature`".into(),
-                    ));
-                }
-                list.iter()
-                    .map(|s| FeatureRef::parse(s).map_err(Error::InvalidRequest))
-                    .collect::<Result<Vec<_>>>()?
-            }
-        };
-        self.registry()?;
-        let mut unknown = Vec::new();
-        for r in &refs {
-            match self.view(&r.view) {
-                Err(_) => unknown.push(format!("`{r}` (no feature view `{}`)", r.view)),
-                Ok(v) if v.field_index(&r.feature).is_none() => unknown.push(format!(
-                    "`{r}` (feature view `{}` has no feature `{}`)",
-                    r.view, r.feature
-                )),
-                Ok(_) => {}
-            }
-        }
-        if !unknown.is_empty() {
-            return Err(Error::NotFound(format!(
-                "unknown features: {}",
-                unknown.join(", ")
-            )));
-        }
-        Ok(refs)
-    }
-
     /// Reads online features: one store round trip per feature view.
     pub async fn get_online_features(&self, request: &OnlineRequest) -> Result<OnlineResponse> {
         let refs = self.resolve_features(&request.features)?;
@@ -373,7 +312,8 @@ impl FeatureStore {
                 created_ts,
                 values,
             };
-            validate_row(view, &key, &record).map_err(Error::InvalidRequest)?;
+            view.check_row(&key, &record)
+                .map_err(|r| Error::InvalidRequest(r.to_string()))?;
             batch.push((key, record));
         }
         if batch.is_empty() {

@@ -1,37 +1,34 @@
-//! [`FeatureStore`]: everything the CLI and the server do, as library calls.
+//! [`FeatureStore`]: everything the CLI and the server do, as library calls, on a store that owns
+//! its parts.
+//!
+//! A `FeatureStore` holds the project configuration, the resolved [`Catalog`] (absent until
+//! `quiver apply` ran), the online store and the offline store. Each part is opened once and
+//! shared by every call: the online store when the project is opened, the offline store on first
+//! use (so commands that never touch it, such as `quiver get`, need no PostgreSQL), after which
+//! its connection pool (PostgreSQL) or per-table locks (Parquet) serve every call. The operations
+//! — `apply`, `materialize`, serving, `build`/`historical`, `prune` — are modules that depend on
+//! this one and never on each other.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quiver_core::FeatureView;
-use quiver_online::{OnlineStore, ViewTable};
+use quiver_core::{FeatureRef, ScalarType};
+use quiver_offline::store::{OfflineStore, ParquetOfflineStore, PostgresOfflineStore};
+use quiver_online::OnlineStore;
+use tokio::sync::OnceCell;
 
-use crate::config::Project;
+use crate::catalog::{Catalog, ResolvedSource, ServedView};
+use crate::config::{OfflineStoreConfig, Project};
 use crate::error::{Error, Result};
-use crate::registry::{RegisteredView, Registry};
+use crate::registry::Registry;
+use crate::selection::FeatureSelection;
 
-/// A feature view ready to serve: its definition and the online table it lives in.
-#[derive(Clone, Debug)]
-pub struct ServedView {
-    pub definition: Arc<FeatureView>,
-    pub table: ViewTable,
-    /// Field name → position, so serving a 250-feature request is not 250 linear scans.
-    pub positions: Arc<std::collections::HashMap<String, usize>>,
-}
-
-impl ServedView {
-    pub fn field_index(&self, name: &str) -> Option<usize> {
-        self.positions.get(name).copied()
-    }
-}
-
-/// An opened project: configuration, the applied registry (if any) and the online store.
+/// An opened project: configuration, the resolved catalog (if applied) and the stores.
 pub struct FeatureStore {
     project: Project,
-    registry: Option<Registry>,
-    views: BTreeMap<String, ServedView>,
+    catalog: Option<Arc<Catalog>>,
     online: Arc<dyn OnlineStore>,
+    offline: Arc<OnceCell<Arc<dyn OfflineStore>>>,
 }
 
 impl FeatureStore {
@@ -44,57 +41,54 @@ impl FeatureStore {
     /// Opens an already-loaded project configuration.
     pub async fn from_project(project: Project) -> Result<FeatureStore> {
         let online = quiver_online::open(&project.config.online_store, &project.dir).await?;
-        Self::with_online_store(project, online)
+        Self::with_stores(project, online, None)
     }
 
-    /// Opens a project with a caller-provided online store (tests, embedding).
-    pub fn with_online_store(
+    /// Opens a project with caller-provided stores (tests, embedding). `offline: None` opens the
+    /// configured offline store on first use.
+    pub fn with_stores(
         project: Project,
         online: Arc<dyn OnlineStore>,
+        offline: Option<Arc<dyn OfflineStore>>,
     ) -> Result<FeatureStore> {
         let registry = Registry::load(&project.resolve(&project.config.registry))?;
+        let offline = Arc::new(match offline {
+            Some(store) => OnceCell::new_with(Some(store)),
+            None => OnceCell::new(),
+        });
         let mut store = FeatureStore {
             project,
-            registry: None,
-            views: BTreeMap::new(),
+            catalog: None,
             online,
+            offline,
+        };
+        store.set_registry(registry)?;
+        Ok(store)
+    }
+
+    /// The same stores with the registry read again (after another process ran `quiver apply`):
+    /// what a long-running server swaps in.
+    pub fn reloaded(&self) -> Result<FeatureStore> {
+        let registry = Registry::load(&self.registry_path())?;
+        let mut store = FeatureStore {
+            project: self.project.clone(),
+            catalog: None,
+            online: self.online.clone(),
+            offline: self.offline.clone(),
         };
         store.set_registry(registry)?;
         Ok(store)
     }
 
     pub(crate) fn set_registry(&mut self, registry: Option<Registry>) -> Result<()> {
-        let default_ttl = self.project.config.online_store.default_ttl()?;
-        self.views = registry
-            .iter()
-            .flat_map(|r| r.feature_views.values())
-            .map(|rv: &RegisteredView| {
-                let def = &rv.definition;
-                let served = ServedView {
-                    table: ViewTable {
-                        project: self.project.config.project.clone(),
-                        view: def.name.clone(),
-                        version: rv.version,
-                        types: def.value_types().into(),
-                        ttl: def.ttl.or(default_ttl),
-                    },
-                    definition: Arc::new(def.clone()),
-                    positions: Arc::new(
-                        def.fields
-                            .iter()
-                            .enumerate()
-                            .map(|(i, f)| (f.name.clone(), i))
-                            .collect(),
-                    ),
-                };
-                (def.name.clone(), served)
-            })
-            .collect();
-        self.registry = registry;
+        self.catalog = match registry {
+            Some(r) => Some(Arc::new(Catalog::new(&self.project, r)?)),
+            None => None,
+        };
         Ok(())
     }
 
-    /// Re-reads the registry file (after another process ran `quiver apply`).
+    /// Re-reads the registry file in place.
     pub fn reload_registry(&mut self) -> Result<()> {
         let registry = Registry::load(&self.registry_path())?;
         self.set_registry(registry)
@@ -116,9 +110,9 @@ impl FeatureStore {
         self.project.resolve(&self.project.config.registry)
     }
 
-    /// The applied registry, or an error telling the user to run `quiver apply`.
-    pub fn registry(&self) -> Result<&Registry> {
-        self.registry.as_ref().ok_or_else(|| {
+    /// The resolved catalog, or an error telling the user to run `quiver apply`.
+    pub fn catalog(&self) -> Result<&Arc<Catalog>> {
+        self.catalog.as_ref().ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "project `{}` has no registry yet; run `quiver apply` first",
                 self.project_name()
@@ -126,27 +120,56 @@ impl FeatureStore {
         })
     }
 
+    /// The applied registry, or an error telling the user to run `quiver apply`.
+    pub fn registry(&self) -> Result<&Registry> {
+        Ok(self.catalog()?.registry())
+    }
+
     pub fn online_store(&self) -> &Arc<dyn OnlineStore> {
         &self.online
     }
 
-    /// A registered view, or a not-found error naming it and the known views.
-    pub fn view(&self, name: &str) -> Result<&ServedView> {
-        self.registry()?;
-        self.views.get(name).ok_or_else(|| {
-            let known: Vec<String> = self.views.keys().map(|k| format!("`{k}`")).collect();
-            Error::NotFound(format!(
-                "unknown feature view `{name}` (known: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })
+    /// The offline store, opened on the first call and shared by every later one.
+    pub async fn offline_store(&self) -> Result<Arc<dyn OfflineStore>> {
+        let store = self
+            .offline
+            .get_or_try_init(|| async {
+                Ok::<_, Error>(match &self.project.config.offline_store {
+                    OfflineStoreConfig::Parquet(p) => {
+                        Arc::new(ParquetOfflineStore::new(self.project.resolve(&p.path)))
+                            as Arc<dyn OfflineStore>
+                    }
+                    OfflineStoreConfig::Postgres(p) => {
+                        Arc::new(PostgresOfflineStore::connect(p).await?)
+                    }
+                })
+            })
+            .await?;
+        Ok(store.clone())
     }
 
+    /// A registered view, or a not-found error naming it and the known views.
+    pub fn view(&self, name: &str) -> Result<&ServedView> {
+        self.catalog()?.view(name)
+    }
+
+    /// The registered views (none before `quiver apply`).
     pub fn views(&self) -> impl Iterator<Item = &ServedView> {
-        self.views.values()
+        self.catalog.iter().flat_map(|c| c.views())
+    }
+
+    /// The resolved source a view reads.
+    pub fn source_of(&self, view: &quiver_core::FeatureView) -> Result<&ResolvedSource> {
+        self.catalog()?.source_of(view)
+    }
+
+    /// The type of a join key used by any registered view.
+    pub fn join_key_type(&self, name: &str) -> Option<ScalarType> {
+        self.catalog.as_ref()?.join_key_type(name)
+    }
+
+    /// Resolves a selection into feature references, checking every view and feature exists.
+    pub fn resolve_features(&self, selection: &FeatureSelection) -> Result<Vec<FeatureRef>> {
+        selection.resolve(self.catalog()?)
     }
 }

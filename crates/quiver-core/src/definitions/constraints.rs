@@ -3,7 +3,62 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::definitions::FeatureView;
+use crate::entity_key::EntityKey;
+use crate::record::Record;
 use crate::value::Value;
+
+/// A row that may not be written: which view, entity and field, the value and what is wrong.
+/// Displays as `feature view `v`: entity `user_id=42`: field `age`: value `200` is above ...`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    pub view: String,
+    /// `key=value` per join key, comma-separated.
+    pub entity: String,
+    pub field: String,
+    /// The value, shortened for display.
+    pub value: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "feature view `{}`: entity `{}`: field `{}`: value `{}` {}",
+            self.view, self.entity, self.field, self.value, self.problem
+        )
+    }
+}
+
+impl FeatureView {
+    /// `key=value` per join key of `key`, comma-separated: how messages name an entity.
+    pub fn entity_label(&self, key: &EntityKey) -> String {
+        let parts: Vec<String> = self
+            .join_keys
+            .iter()
+            .zip(&key.0)
+            .map(|(k, v)| format!("{}={v}", k.name))
+            .collect();
+        parts.join(",")
+    }
+
+    /// Checks a row's values against the fields' constraints, before it is written online.
+    pub fn check_row(&self, key: &EntityKey, record: &Record) -> Result<(), Rejection> {
+        for (field, value) in self.fields.iter().zip(&record.values) {
+            if let Err(problem) = field.constraints.check(value) {
+                return Err(Rejection {
+                    view: self.name.clone(),
+                    entity: self.entity_label(key),
+                    field: field.name.clone(),
+                    value: value.display_short(),
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Constraints on one field. Empty by default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

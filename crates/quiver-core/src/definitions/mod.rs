@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::value::{ScalarType, ValueType};
 
-pub use constraints::Constraints;
+pub use constraints::{Constraints, Rejection};
 
 /// An entity: what features describe (a user, a merchant), identified by its join keys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
