@@ -83,6 +83,20 @@ pub trait OnlineStoreRead: Send + Sync {
     /// entry per key, in order; `None` is a miss.
     async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>>;
 
+    /// [`read`](Self::read) that gives up at `deadline` (the caller's request deadline) with
+    /// `Unavailable`. Decorators that retry override it to never start an attempt
+    /// or a backoff that cannot finish in time; the default only bounds the one call.
+    async fn read_by(
+        &self,
+        table: &ViewTable,
+        keys: &[EntityKey],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Option<Record>>> {
+        tokio::time::timeout_at(deadline, self.read(table, keys))
+            .await
+            .unwrap_or_else(|_| Err(deadline_passed(self.kind(), "read")))
+    }
+
     /// Round-trip latency to the backend, for `/health`.
     async fn ping(&self) -> Result<Duration>;
 
@@ -102,6 +116,51 @@ pub trait OnlineStoreWrite: Send + Sync {
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
         let _ = table;
         Err(OnlineError::Unsupported("delete_table"))
+    }
+}
+
+/// A decorator or the facade may hold a store as `Arc<dyn OnlineStore>` (what [`open`] returns)
+/// and still wrap it: the traits forward through `Arc`.
+#[async_trait]
+impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
+    async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>> {
+        (**self).read(table, keys).await
+    }
+
+    async fn read_by(
+        &self,
+        table: &ViewTable,
+        keys: &[EntityKey],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Option<Record>>> {
+        (**self).read_by(table, keys, deadline).await
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        (**self).ping().await
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+}
+
+#[async_trait]
+impl<T: OnlineStoreWrite + ?Sized> OnlineStoreWrite for Arc<T> {
+    async fn write(&self, table: &ViewTable, rows: &[(EntityKey, Record)]) -> Result<WriteSummary> {
+        (**self).write(table, rows).await
+    }
+
+    async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
+        (**self).delete_table(table).await
+    }
+}
+
+/// The error of a call cut short by the caller's deadline.
+pub(crate) fn deadline_passed(store: &'static str, op: &str) -> OnlineError {
+    OnlineError::Unavailable {
+        store,
+        message: format!("`{op}` did not finish before the caller's deadline"),
     }
 }
 
