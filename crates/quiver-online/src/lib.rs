@@ -7,6 +7,8 @@
 //! - [`embedded`]: the default, a single redb file; no server.
 //! - [`redis`]: Redis, a few multiplexed connections per store (`connections`, round-robin).
 //! - [`config`]: the `online_store:` block of `quiver.yaml` and [`open`], which builds a store from it.
+//! - [`lock`]: [`Locks`], short-lived named locks (stampede protection); Redis implements them
+//!   with `SET NX PX`, the in-process stores with [`LocalLocks`].
 //!
 //! Every backend stores the same bytes: [`quiver_core::record`]'s format under the key
 //! [`ViewTable::key`]. Semantics every backend guarantees (checked by the conformance suite in
@@ -22,6 +24,7 @@
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod lock;
 pub mod memory;
 pub mod redis;
 
@@ -33,6 +36,7 @@ use quiver_core::{EntityKey, Record, ValueType};
 
 pub use config::{OnlineStoreConfig, open};
 pub use error::{OnlineError, Result};
+pub use lock::{LocalLocks, LockToken, Locks};
 
 /// The records of one feature view version.
 #[derive(Clone, Debug)]
