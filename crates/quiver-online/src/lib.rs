@@ -7,6 +7,7 @@
 //! - [`embedded`]: the default, a single redb file; no server.
 //! - [`redis`]: Redis, a few multiplexed connections per store (`connections`, round-robin).
 //! - [`config`]: the `online_store:` block of `quiver.yaml` and [`open`], which builds a store from it.
+//! - [`faulty`]: [`Faulty`], a decorator that injects failures and delays on demand (tests).
 //! - [`lock`]: [`Locks`], short-lived named locks (stampede protection); Redis implements them
 //!   with `SET NX PX`, the in-process stores with [`LocalLocks`].
 //!
@@ -24,6 +25,7 @@
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod faulty;
 pub mod lock;
 pub mod memory;
 pub mod redis;
@@ -36,6 +38,7 @@ use quiver_core::{EntityKey, Record, ValueType};
 
 pub use config::{OnlineStoreConfig, open};
 pub use error::{OnlineError, Result};
+pub use faulty::Faulty;
 pub use lock::{LocalLocks, LockToken, Locks};
 
 /// The records of one feature view version.
