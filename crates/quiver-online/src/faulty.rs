@@ -1,5 +1,5 @@
 //! [`Faulty`]: a decorator that injects faults into any online store on demand and counts the
-//! calls that reach it, for tests of what sits above a store (retries, a circuit breaker, serving's
+//! calls that reach it, for tests of what sits above a store ([`crate::Resilient`], serving's
 //! fallback). Public, not `cfg(test)`, so other crates' tests can use it; it does nothing unless
 //! told to.
 //!

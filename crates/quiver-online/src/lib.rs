@@ -7,6 +7,8 @@
 //! - [`embedded`]: the default, a single redb file; no server.
 //! - [`redis`]: Redis, a few multiplexed connections per store (`connections`, round-robin).
 //! - [`config`]: the `online_store:` block of `quiver.yaml` and [`open`], which builds a store from it.
+//! - [`resilient`]: [`Resilient`], a decorator over any store: timeouts, read retries within a
+//!   deadline, and a circuit breaker, so serving fails fast when the backend is down or stalled.
 //! - [`faulty`]: [`Faulty`], a decorator that injects failures and delays on demand (tests).
 //! - [`lock`]: [`Locks`], short-lived named locks (stampede protection); Redis implements them
 //!   with `SET NX PX`, the in-process stores with [`LocalLocks`].
@@ -29,6 +31,7 @@ pub mod faulty;
 pub mod lock;
 pub mod memory;
 pub mod redis;
+pub mod resilient;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,7 @@ pub use config::{OnlineStoreConfig, open};
 pub use error::{OnlineError, Result};
 pub use faulty::Faulty;
 pub use lock::{LocalLocks, LockToken, Locks};
+pub use resilient::{ResilienceConfig, Resilient};
 
 /// The records of one feature view version.
 #[derive(Clone, Debug)]
@@ -91,7 +95,7 @@ pub trait OnlineStoreRead: Send + Sync {
     async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>>;
 
     /// [`read`](Self::read) that gives up at `deadline` (the caller's request deadline) with
-    /// `Unavailable`. Decorators that retry override it to never start an attempt
+    /// `Unavailable`. Decorators that retry ([`Resilient`]) override it to never start an attempt
     /// or a backoff that cannot finish in time; the default only bounds the one call.
     async fn read_by(
         &self,
