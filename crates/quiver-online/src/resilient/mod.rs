@@ -17,7 +17,10 @@
 //!   refused configuration) are returned at once: trying again cannot change them.
 //! - One circuit breaker per wrapped store counts availability failures only (including the
 //!   cause of a [`OnlineError::PartialWrite`]); while it is open every call fails at once with
-//!   `Unavailable` naming the breaker, without touching the store.
+//!   `Unavailable` naming the breaker, without touching the store. A timeout counts whether the
+//!   configured timeout or the caller's deadline cut the call short: either way the store did
+//!   not answer in the time serving had (so deadlines far below the store's normal latency will
+//!   open the breaker, which is the honest answer to "can this store serve in time?").
 //!
 //! This is a decorator rather than code in each backend so the same policy covers every backend
 //! (and stacks with [`crate::Faulty`] in tests), the pattern of Neon's `GenericRemoteStorage`.
