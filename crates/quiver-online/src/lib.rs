@@ -7,6 +7,11 @@
 //! - [`embedded`]: the default, a single redb file; no server.
 //! - [`redis`]: Redis, a few multiplexed connections per store (`connections`, round-robin).
 //! - [`config`]: the `online_store:` block of `quiver.yaml` and [`open`], which builds a store from it.
+//! - [`resilient`]: [`Resilient`], a decorator over any store: timeouts, read retries within a
+//!   deadline, and a circuit breaker, so serving fails fast when the backend is down or stalled.
+//! - [`faulty`]: [`Faulty`], a decorator that injects failures and delays on demand (tests).
+//! - [`lock`]: [`Locks`], short-lived named locks (stampede protection); Redis implements them
+//!   with `SET NX PX`, the in-process stores with [`LocalLocks`].
 //!
 //! Every backend stores the same bytes: [`quiver_core::record`]'s format under the key
 //! [`ViewTable::key`]. Semantics every backend guarantees (checked by the conformance suite in
@@ -22,8 +27,11 @@
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod faulty;
+pub mod lock;
 pub mod memory;
 pub mod redis;
+pub mod resilient;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +41,9 @@ use quiver_core::{EntityKey, Record, ValueType};
 
 pub use config::{OnlineStoreConfig, open};
 pub use error::{OnlineError, Result};
+pub use faulty::Faulty;
+pub use lock::{LocalLocks, LockToken, Locks};
+pub use resilient::{ResilienceConfig, Resilient};
 
 /// The records of one feature view version.
 #[derive(Clone, Debug)]
@@ -83,6 +94,20 @@ pub trait OnlineStoreRead: Send + Sync {
     /// entry per key, in order; `None` is a miss.
     async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>>;
 
+    /// [`read`](Self::read) that gives up at `deadline` (the caller's request deadline) with
+    /// `Unavailable`. Decorators that retry ([`Resilient`]) override it to never start an attempt
+    /// or a backoff that cannot finish in time; the default only bounds the one call.
+    async fn read_by(
+        &self,
+        table: &ViewTable,
+        keys: &[EntityKey],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Option<Record>>> {
+        tokio::time::timeout_at(deadline, self.read(table, keys))
+            .await
+            .unwrap_or_else(|_| Err(deadline_passed(self.kind(), "read")))
+    }
+
     /// Round-trip latency to the backend, for `/health`.
     async fn ping(&self) -> Result<Duration>;
 
@@ -102,6 +127,51 @@ pub trait OnlineStoreWrite: Send + Sync {
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
         let _ = table;
         Err(OnlineError::Unsupported("delete_table"))
+    }
+}
+
+/// A decorator or the facade may hold a store as `Arc<dyn OnlineStore>` (what [`open`] returns)
+/// and still wrap it: the traits forward through `Arc`.
+#[async_trait]
+impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
+    async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>> {
+        (**self).read(table, keys).await
+    }
+
+    async fn read_by(
+        &self,
+        table: &ViewTable,
+        keys: &[EntityKey],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Option<Record>>> {
+        (**self).read_by(table, keys, deadline).await
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        (**self).ping().await
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+}
+
+#[async_trait]
+impl<T: OnlineStoreWrite + ?Sized> OnlineStoreWrite for Arc<T> {
+    async fn write(&self, table: &ViewTable, rows: &[(EntityKey, Record)]) -> Result<WriteSummary> {
+        (**self).write(table, rows).await
+    }
+
+    async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
+        (**self).delete_table(table).await
+    }
+}
+
+/// The error of a call cut short by the caller's deadline.
+pub(crate) fn deadline_passed(store: &'static str, op: &str) -> OnlineError {
+    OnlineError::Unavailable {
+        store,
+        message: format!("`{op}` did not finish before the caller's deadline"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The online store conformance suite: every case is written once, as a generic async fn over a
-//! [`Backend`], and run against each store (memory, embedded, Redis) by `conformance_suite!`.
+//! [`Backend`], and run against each store (memory, embedded, Redis) by `conformance_suite!`, and
+//! against Redis behind the [`Resilient`] decorator, which must not change any semantics.
 //!
 //! A backend hands out store handles that write with a given [`RecordCodec`] over shared data,
 //! and exposes the raw stored bytes so cases can check the record header a writer chose. Each
@@ -15,7 +16,7 @@ use quiver_online::config::{EmbeddedConfig, RedisConfig};
 use quiver_online::embedded::EmbeddedStore;
 use quiver_online::memory::MemoryStore;
 use quiver_online::redis::RedisStore;
-use quiver_online::{OnlineStore, ViewTable, now_ns};
+use quiver_online::{OnlineStore, ResilienceConfig, Resilient, ViewTable, now_ns};
 use quiver_test_utils::RedisServer;
 
 /// One store under test.
@@ -87,6 +88,27 @@ impl Backend for Redis {
     }
 }
 
+/// Redis behind [`Resilient`]: each handle is wrapped (one breaker per handle, as the facade
+/// would have one per store).
+struct ResilientRedis(Redis);
+
+impl Backend for ResilientRedis {
+    fn handle(&self, codec: RecordCodec) -> Arc<dyn OnlineStore> {
+        // A generous timeout: these cases check semantics, not latency, on a noisy machine.
+        let config = ResilienceConfig {
+            timeout: Duration::from_secs(5),
+            ..ResilienceConfig::default()
+        };
+        Arc::new(Resilient::new(self.0.store.with_codec(codec), config).unwrap())
+    }
+    async fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.raw(key).await
+    }
+    async fn native_ttl(&self, key: &str) -> Option<Duration> {
+        self.0.native_ttl(key).await
+    }
+}
+
 async fn memory() -> Memory {
     Memory(MemoryStore::new(RecordCodec::default()))
 }
@@ -106,6 +128,10 @@ async fn redis() -> Redis {
     let config = redis_config(&server.url());
     let store = RedisStore::connect(&config).await.unwrap();
     Redis { store, server }
+}
+
+async fn resilient_redis() -> ResilientRedis {
+    ResilientRedis(redis().await)
 }
 
 fn redis_config(url: &str) -> RedisConfig {
@@ -146,6 +172,7 @@ macro_rules! conformance_suite {
 conformance_suite!(memory, super::memory);
 conformance_suite!(embedded, super::embedded);
 conformance_suite!(redis, super::redis);
+conformance_suite!(resilient_redis, super::resilient_redis);
 
 mod cases {
     use super::*;

@@ -63,6 +63,21 @@ pub(crate) fn kill(child: &mut Option<Child>) {
     }
 }
 
+/// Sends signal `name` (`STOP`, `CONT`) to `pid` with `kill(1)`: std has no signal API beyond
+/// SIGKILL, and the workspace forbids the `unsafe` a libc call would need.
+pub(crate) fn signal(pid: u32, name: &str) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .map_err(|e| format!("cannot run `kill -{name} {pid}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`kill -{name} {pid}` exited with {status}"))
+    }
+}
+
 /// A server's log for an error message.
 pub(crate) fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))

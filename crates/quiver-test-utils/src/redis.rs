@@ -4,7 +4,9 @@
 //! persistence off and its working directory in a temporary directory, so tests never share
 //! state and never leave files behind. Fault tests [`kill`](RedisServer::kill) it (SIGKILL, as a
 //! crash would) and [`restart`](RedisServer::restart) it on the same port, so a client's
-//! reconnection logic is exercised against the address it already knows.
+//! reconnection logic is exercised against the address it already knows. Stall tests
+//! [`stop`](RedisServer::stop) it (SIGSTOP: the port still accepts connections, nothing answers)
+//! and [`resume`](RedisServer::resume) it (SIGCONT).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{kill, read_log, restart_until, start_on_free_port};
+use crate::process::{kill, read_log, restart_until, signal, start_on_free_port};
 
 /// How long a fresh server may take to answer PING before we give up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,6 +27,8 @@ pub struct RedisServer {
     port: u16,
     binary: PathBuf,
     dir: tempfile::TempDir,
+    /// SIGSTOPped and not yet resumed.
+    stopped: bool,
 }
 
 impl RedisServer {
@@ -48,6 +52,7 @@ impl RedisServer {
             port: 0,
             binary,
             dir,
+            stopped: false,
         };
         server.port = start_on_free_port("redis-server", START_ATTEMPTS, |port| {
             server.port = port;
@@ -73,7 +78,32 @@ impl RedisServer {
 
     /// Kills the server with SIGKILL (as a crash would) and reaps it.
     pub fn kill(&mut self) {
+        // A stopped process dies on SIGKILL too, but resuming first keeps the fixture's state
+        // simple and never leaves a stopped process behind if the kill fails.
+        self.resume();
         kill(&mut self.child);
+    }
+
+    /// Stalls the server with SIGSTOP: connections stay open and new ones are accepted by the
+    /// kernel, but nothing is answered until [`resume`](Self::resume) (or drop, which resumes
+    /// and kills it).
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "STOP").unwrap_or_else(|e| panic!("cannot stop redis-server: {e}"));
+            self.stopped = true;
+        }
+    }
+
+    /// Resumes a [`stop`](Self::stop)ped server with SIGCONT; does nothing if it is not stopped.
+    pub fn resume(&mut self) {
+        if !self.stopped {
+            return;
+        }
+        if let Some(pid) = self.pid() {
+            // Failure means the process is gone, which `kill` and `restart` handle anyway.
+            let _ = signal(pid, "CONT");
+        }
+        self.stopped = false;
     }
 
     /// Kills the server if it runs, then starts a fresh one (empty, persistence is off) on the

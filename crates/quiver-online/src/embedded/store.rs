@@ -19,6 +19,7 @@ use super::entry::{frame, is_expired, is_live, now_ms, unframe};
 use super::file::{RECORDS, backend_error, open_or_replace};
 use crate::config::EmbeddedConfig;
 use crate::error::{OnlineError, Result};
+use crate::lock::{LocalLocks, LockToken, Locks};
 use crate::{OnlineStoreRead, OnlineStoreWrite, ViewTable, WriteSummary};
 
 /// Key prefix of every record (the file holds nothing else, but the key is kept identical to
@@ -34,6 +35,8 @@ struct Shared {
     db: Database,
     path: PathBuf,
     sweeper: AbortHandle,
+    /// In-process locks: redb lets one process open the file, so no other process competes.
+    locks: LocalLocks,
 }
 
 impl Drop for Shared {
@@ -94,7 +97,12 @@ impl EmbeddedStore {
             .map_err(|e| backend_error(&path, join_message(e)))??;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let sweeper = tokio::spawn(sweep_loop(weak.clone())).abort_handle();
-            Shared { db, path, sweeper }
+            Shared {
+                db,
+                path,
+                sweeper,
+                locks: LocalLocks::new(),
+            }
         });
         Ok(EmbeddedStore { shared, codec })
     }
@@ -169,6 +177,17 @@ async fn sweep_loop(store: Weak<Shared>) {
             }
             Err(e) => tracing::warn!(error = %e, "online store expiry sweep panicked"),
         }
+    }
+}
+
+#[async_trait]
+impl Locks for EmbeddedStore {
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>> {
+        self.shared.locks.try_lock_now(name, ttl)
+    }
+
+    async fn unlock(&self, name: &str, token: &LockToken) -> Result<bool> {
+        Ok(self.shared.locks.unlock_now(name, token))
     }
 }
 

@@ -10,6 +10,7 @@ use quiver_core::record::may_replace;
 use quiver_core::{EntityKey, Record, RecordCodec};
 
 use crate::error::{OnlineError, Result};
+use crate::lock::{LocalLocks, LockToken, Locks};
 use crate::{OnlineStoreRead, OnlineStoreWrite, ViewTable, WriteSummary};
 
 const PREFIX: &str = "quiver";
@@ -22,6 +23,8 @@ pub struct MemoryStore {
     // A std mutex: critical sections are short and never span an `.await`.
     data: Arc<Mutex<Map>>,
     codec: RecordCodec,
+    /// Shared by clones, like the data.
+    locks: LocalLocks,
 }
 
 impl MemoryStore {
@@ -29,6 +32,7 @@ impl MemoryStore {
         MemoryStore {
             data: Arc::default(),
             codec,
+            locks: LocalLocks::new(),
         }
     }
 
@@ -37,6 +41,7 @@ impl MemoryStore {
         MemoryStore {
             data: self.data.clone(),
             codec,
+            locks: self.locks.clone(),
         }
     }
 
@@ -49,6 +54,17 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave the map half-updated (each operation is a
         // single insert/get), so a poisoned lock is still safe to use.
         self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Locks for MemoryStore {
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>> {
+        self.locks.try_lock_now(name, ttl)
+    }
+
+    async fn unlock(&self, name: &str, token: &LockToken) -> Result<bool> {
+        Ok(self.locks.unlock_now(name, token))
     }
 }
 

@@ -4,7 +4,9 @@
 //! - [`store`]: [`RedisStore`], the trait implementations over a few multiplexed
 //!   `ConnectionManager`s used round-robin (reads are one MGET round trip; writes are pipelines
 //!   of script calls, each call writing up to 100 keys).
-//! - `script`: the Lua script that makes "newer wins" atomic per key, and glob escaping for SCAN.
+//! - `lock`: [`crate::Locks`] for [`RedisStore`]: `SET key token NX PX ttl` to take a lock, a
+//!   compare-and-delete script to release it, keys `{prefix}:lock:{name}`.
+//! - `script`: the Lua scripts (newer-wins writes, owner-only unlock), and glob escaping for SCAN.
 //! - `errors`: mapping client errors to [`crate::OnlineError`] without leaking the password.
 //!
 //! Keys are [`crate::ViewTable::key`] under the configured prefix, e.g.
@@ -12,6 +14,7 @@
 //! project's records. Values are the shared record bytes; a view's TTL becomes the key's `PX`.
 
 mod errors;
+mod lock;
 mod script;
 pub mod store;
 

@@ -1,4 +1,4 @@
-//! The write script, and escaping for SCAN patterns.
+//! The write and unlock scripts, and escaping for SCAN patterns.
 //!
 //! "Newer wins" needs a read-compare-write that no other client can interleave with; a Lua script
 //! runs atomically on the server. One call handles a group of keys (every key it touches is in
@@ -37,6 +37,12 @@ for i = 1, #KEYS do
 end
 return stored
 "#;
+
+/// `KEYS[1]`: a lock key. `ARGV[1]`: the caller's token. Deletes the key only if it holds that
+/// token, and returns how many keys it deleted (1 or 0). GET then DEL from the client could
+/// delete a lock that expired and was taken by someone else in between; a script cannot.
+pub(super) const UNLOCK_IF_OWNER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// Escapes Redis glob metacharacters so `text` matches itself literally in `SCAN MATCH`.
 pub(super) fn escape_glob(text: &str) -> String {

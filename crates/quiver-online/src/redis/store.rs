@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use super::errors::{Target, is_retryable};
-use super::script::{WRITE_IF_NOT_OLDER, escape_glob};
+use super::script::{UNLOCK_IF_OWNER, WRITE_IF_NOT_OLDER, escape_glob};
 use crate::config::{RedisConfig, parse_duration};
 use crate::error::{OnlineError, Result};
 use crate::{OnlineStoreRead, OnlineStoreWrite, ViewTable, WriteSummary};
@@ -40,20 +40,22 @@ const ENCODE_INLINE_MAX: usize = 64;
 const DELETE_BATCH: usize = 1000;
 
 /// State every handle from [`RedisStore::with_codec`] shares.
-struct Shared {
+pub(super) struct Shared {
     /// Handed out round-robin by [`Shared::conn`].
     conns: Vec<ConnectionManager>,
     next: AtomicUsize,
     script: redis::Script,
+    /// Releases a lock only for its owner (see `lock`).
+    pub(super) unlock_script: redis::Script,
     target: Target,
-    key_prefix: String,
+    pub(super) key_prefix: String,
     command_timeout: Duration,
 }
 
 /// The Redis online store. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct RedisStore {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     codec: RecordCodec,
 }
 
@@ -110,6 +112,7 @@ impl RedisStore {
             conns,
             next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
+            unlock_script: redis::Script::new(UNLOCK_IF_OWNER),
             target,
             key_prefix: config.key_prefix.clone(),
             command_timeout,
@@ -166,7 +169,7 @@ impl Shared {
 
     /// Runs `op` on the next connection under the command timeout, retrying once on the same
     /// connection (which reconnects) if it had just broken.
-    async fn run<T, F, Fut>(&self, name: &str, mut op: F) -> Result<T>
+    pub(super) async fn run<T, F, Fut>(&self, name: &str, mut op: F) -> Result<T>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
