@@ -468,32 +468,7 @@ pub fn evaluate_latest(
                 .map(|c| key_value(c, row))
                 .collect::<Result<Vec<_>>>()?,
         );
-        let values = features
-            .iter()
-            .zip(&view.fields)
-            .map(|(col, f)| {
-                if col.is_null(q) {
-                    quiver_core::Value::Null
-                } else if f.value_type == ValueType::Scalar(ScalarType::Int64) {
-                    quiver_core::Value::Int64(
-                        col.as_primitive::<arrow_array::types::Int64Type>().value(q),
-                    )
-                } else {
-                    quiver_core::Value::Float64(
-                        col.as_primitive::<arrow_array::types::Float64Type>()
-                            .value(q),
-                    )
-                }
-            })
-            .collect();
-        out.push((
-            key,
-            quiver_core::Record {
-                event_ts: at,
-                created_ts: None,
-                values,
-            },
-        ));
+        out.push((key, record_at(view, &features, q, at)));
     }
     Ok(LatestRows {
         rows_scanned: read.rows_scanned,
@@ -502,6 +477,83 @@ pub fn evaluate_latest(
         rows_null_timestamp: read.rows_null_timestamp,
         rows: out,
     })
+}
+
+/// A derived view's features at `keys`, evaluated at `at` over `(at − window, at]` (what
+/// `historical` gives for an entity row at `at`): one record per key, event time `at`. Only
+/// the look-back the windows need is read (series views read everything before `at`). What
+/// serving computes on a miss.
+pub fn evaluate_at(
+    path: &Path,
+    source: &Source,
+    view: &FeatureView,
+    keys: &[quiver_core::EntityKey],
+    at: i64,
+) -> Result<Vec<quiver_core::Record>> {
+    let start = lookback_ns(view).map(|back| at.saturating_sub(back));
+    let read = read_events(path, source, view, start, Some(at.saturating_add(1)))?;
+    let events = &read.batch;
+    let key_names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
+    let mut interner = KeyInterner::new();
+    let event_keys = interner.intern(&key_columns(events, &key_names)?)?;
+    let query_keys = interner.intern(&key_arrays(view, keys)?)?;
+    let query_times = vec![at; keys.len()];
+    let features = evaluate_transforms(view, events, &event_keys, &query_keys, &query_times, None)?;
+    Ok((0..keys.len())
+        .map(|q| record_at(view, &features, q, at))
+        .collect())
+}
+
+/// Entity keys as Arrow join-key columns (Int64 or Utf8 per key type).
+fn key_arrays(view: &FeatureView, keys: &[quiver_core::EntityKey]) -> Result<Vec<ArrayRef>> {
+    view.join_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let part = |key: &quiver_core::EntityKey| key.0.get(i).cloned();
+            Ok(match k.key_type {
+                ScalarType::String => Arc::new(arrow_array::StringArray::from_iter(
+                    keys.iter().map(|key| match part(key) {
+                        Some(quiver_core::KeyValue::Str(s)) => Some(s),
+                        _ => None,
+                    }),
+                )) as ArrayRef,
+                _ => Arc::new(arrow_array::Int64Array::from_iter(keys.iter().map(
+                    |key| match part(key) {
+                        Some(quiver_core::KeyValue::Int(v)) => Some(v),
+                        _ => None,
+                    },
+                ))),
+            })
+        })
+        .collect()
+}
+
+/// Query `q`'s computed features as a record with event time `at`.
+fn record_at(view: &FeatureView, features: &[ArrayRef], q: usize, at: i64) -> quiver_core::Record {
+    let values = features
+        .iter()
+        .zip(&view.fields)
+        .map(|(col, f)| {
+            if col.is_null(q) {
+                quiver_core::Value::Null
+            } else if f.value_type == ValueType::Scalar(ScalarType::Int64) {
+                quiver_core::Value::Int64(
+                    col.as_primitive::<arrow_array::types::Int64Type>().value(q),
+                )
+            } else {
+                quiver_core::Value::Float64(
+                    col.as_primitive::<arrow_array::types::Float64Type>()
+                        .value(q),
+                )
+            }
+        })
+        .collect();
+    quiver_core::Record {
+        event_ts: at,
+        created_ts: None,
+        values,
+    }
 }
 
 fn key_value(col: &ArrayRef, row: usize) -> Result<quiver_core::KeyValue> {

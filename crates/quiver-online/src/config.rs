@@ -92,6 +92,10 @@ pub struct RedisConfig {
     pub compression_threshold: usize,
     #[serde(default)]
     pub default_ttl: Option<String>,
+    /// Timeouts, read retries and the circuit breaker around every call (see
+    /// [`crate::resilient`]).
+    #[serde(default)]
+    pub resilience: crate::resilient::ResilienceConfig,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -105,6 +109,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("codec", &self.codec)
             .field("compression_threshold", &self.compression_threshold)
             .field("default_ttl", &self.default_ttl)
+            .field("resilience", &self.resilience)
             .finish()
     }
 }
@@ -209,7 +214,12 @@ pub async fn open(config: &OnlineStoreConfig, base_dir: &Path) -> Result<Arc<dyn
         OnlineStoreConfig::Embedded(c) => {
             Arc::new(embedded::EmbeddedStore::open(c, base_dir).await?)
         }
-        OnlineStoreConfig::Redis(c) => Arc::new(redis::RedisStore::connect(c).await?),
+        // A remote store never hangs a caller: every call is bounded, reads are retried within
+        // the caller's deadline, and a circuit breaker fails fast while the server is down.
+        OnlineStoreConfig::Redis(c) => Arc::new(crate::resilient::Resilient::new(
+            redis::RedisStore::connect(c).await?,
+            c.resilience.clone(),
+        )?),
         OnlineStoreConfig::Memory(_) => Arc::new(memory::MemoryStore::new(config.record_codec())),
     })
 }

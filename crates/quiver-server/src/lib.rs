@@ -14,6 +14,7 @@
 //! Prometheus recorder and the request middleware.
 
 pub mod error;
+pub mod feast_json;
 pub mod metrics;
 pub mod routes;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub store: ArcSwap<FeatureStore>,
     pub max_entities: usize,
     pub max_body_bytes: usize,
+    /// No request runs longer (`server.request_timeout`).
+    pub request_timeout: Duration,
     pub metrics: PrometheusHandle,
 }
 
@@ -50,6 +53,7 @@ impl AppState {
             store: ArcSwap::from_pointee(store),
             max_entities: server.max_entities,
             max_body_bytes: server.max_body_bytes,
+            request_timeout: server.request_timeout,
             metrics: metrics::handle(),
         })
     }
@@ -82,23 +86,52 @@ impl AppState {
 
 /// Builds the router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Reads are bounded by `server.request_timeout`; writes and `/materialize` run to the end
+    // (cutting a write short would leave it applied in part without saying how far).
+    let bounded = Router::new()
         .route(
             "/get-online-features",
             post(routes::feast::get_online_features),
         )
+        .route("/health", get(routes::ops::health))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bounded_by_request_timeout,
+        ));
+    Router::new()
+        .merge(bounded)
         .route(
             "/write-to-online-store",
             post(routes::feast::write_to_online_store),
         )
         .route("/materialize", post(routes::ops::materialize))
-        .route("/health", get(routes::ops::health))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
+}
+
+/// Answers a JSON 503 when the request runs past `server.request_timeout`.
+async fn bounded_by_request_timeout(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "the request took longer than {:?} (`server.request_timeout`); the stores did not answer in time",
+                state.request_timeout
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Unknown routes answer in the JSON error shape like every other error.

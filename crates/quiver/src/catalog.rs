@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use quiver_core::{FeatureView, ScalarType, Source, SourceFormat};
+use quiver_offline::store::OfflineTable;
 use quiver_online::ViewTable;
 
 use crate::config::{OfflineStoreConfig, Project};
@@ -20,6 +21,8 @@ use crate::registry::Registry;
 pub struct ServedView {
     pub definition: Arc<FeatureView>,
     pub table: ViewTable,
+    /// The view version's offline table (history written by `build`, point lookups).
+    pub offline: OfflineTable,
     /// Field name → position, so serving a 250-feature request is not 250 linear scans.
     pub positions: Arc<HashMap<String, usize>>,
 }
@@ -64,6 +67,7 @@ impl Catalog {
                         types: def.value_types().into(),
                         ttl: def.ttl.or(default_ttl),
                     },
+                    offline: OfflineTable::for_view(&project.config.project, def, rv.version),
                     definition: Arc::new(def.clone()),
                     positions: Arc::new(
                         def.fields

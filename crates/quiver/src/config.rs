@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use quiver_core::definitions::Fallback;
 use quiver_online::OnlineStoreConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value as Yaml;
@@ -78,6 +79,16 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A request never runs longer: it answers what it has (with statuses) or a JSON 503.
+    #[serde(
+        default = "default_request_timeout",
+        with = "quiver_core::duration::serde_req"
+    )]
+    pub request_timeout: std::time::Duration,
+}
+
+fn default_request_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
 }
 
 fn default_host() -> String {
@@ -100,6 +111,7 @@ impl Default for ServerConfig {
             port: default_port(),
             max_entities: default_max_entities(),
             max_body_bytes: default_max_body(),
+            request_timeout: default_request_timeout(),
         }
     }
 }
@@ -129,6 +141,48 @@ impl Default for MaterializeConfig {
     }
 }
 
+/// The `serving:` block: how reads behave beyond the online store.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// The fallback of views without their own `fallback:` (default `none`).
+    #[serde(default = "Fallback::none", deserialize_with = "fallback_policy")]
+    pub fallback: Fallback,
+    /// Write values the fallback layer found back to the online store (newer wins).
+    #[serde(default = "default_true")]
+    pub read_through: bool,
+    /// Most time a request spends computing a derived view's features on a miss; rows beyond
+    /// it are NOT_FOUND, not slow.
+    #[serde(
+        default = "default_compute_budget",
+        with = "quiver_core::duration::serde_req"
+    )]
+    pub compute_budget: std::time::Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_compute_budget() -> std::time::Duration {
+    std::time::Duration::from_millis(200)
+}
+
+fn fallback_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Fallback, D::Error> {
+    let def = quiver_core::definitions::FallbackDef::deserialize(d)?;
+    def.policy().map_err(serde::de::Error::custom)
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            fallback: Fallback::none(),
+            read_through: true,
+            compute_budget: default_compute_budget(),
+        }
+    }
+}
+
 /// The whole project configuration.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +203,8 @@ pub struct ProjectConfig {
     pub server: ServerConfig,
     #[serde(default)]
     pub materialize: MaterializeConfig,
+    #[serde(default)]
+    pub serving: ServingConfig,
 }
 
 /// A loaded configuration and the directory its relative paths resolve from.

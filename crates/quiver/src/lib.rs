@@ -10,11 +10,10 @@
 //! let mut store = FeatureStore::open("my_project").await?;
 //! store.apply().await?;
 //! store.materialize(&Default::default(), &quiver::NoProgress).await?;
-//! let response = store.get_online_features(&OnlineRequest {
-//!     features: FeatureSelection::Features(vec!["user_profile:age".into()]),
-//!     entities: vec![("user_id".into(), vec![42.into()])],
-//!     full_feature_names: false,
-//! }).await?;
+//! let response = store.get_online_features(&OnlineRequest::new(
+//!     FeatureSelection::Features(vec!["user_profile:age".into()]),
+//!     vec![("user_id".into(), vec![quiver::core::KeyValue::Int(42)])],
+//! )).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -26,7 +25,7 @@
 //!   resolved), the online store and the offline store, each opened once.
 //! - [`selection`]: which features a request wants, resolved against the catalog.
 //! - The operations, each depending on `store` and never on each other: [`apply`],
-//!   [`materialize`], [`online`] (serving and writes), [`offline`] (`build`, training sets,
+//!   [`materialize`], [`serving`] (plan → read → assemble, and writes), [`offline`] (`build`, training sets,
 //!   `prune`). Feature evaluation lives in [`quiver_offline::engine`], the row check in
 //!   [`quiver_core::FeatureView::check_row`].
 //! - [`init`]: the example project `quiver init` writes.
@@ -39,9 +38,9 @@ pub mod error;
 pub mod init;
 pub mod materialize;
 pub mod offline;
-pub mod online;
 pub mod registry;
 pub mod selection;
+pub mod serving;
 pub mod store;
 
 pub use apply::ApplyReport;
@@ -53,8 +52,8 @@ pub use materialize::{MaterializeOptions, MaterializeReport, NoProgress, Progres
 pub use offline::{
     BuildOptions, BuildViewReport, HistoricalOptions, SourceRowsSkipped, TrainingSet,
 };
-pub use online::{FeatureColumn, OnlineRequest, OnlineResponse};
 pub use selection::FeatureSelection;
+pub use serving::{FeatureColumn, Layer, OnlineRequest, OnlineResponse};
 pub use store::FeatureStore;
 
 pub use quiver_core as core;

@@ -22,13 +22,59 @@ use crate::config::{OfflineStoreConfig, Project};
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::selection::FeatureSelection;
+use crate::serving::LayeredReader;
 
 /// An opened project: configuration, the resolved catalog (if applied) and the stores.
 pub struct FeatureStore {
     project: Project,
     catalog: Option<Arc<Catalog>>,
     online: Arc<dyn OnlineStore>,
-    offline: Arc<OnceCell<Arc<dyn OfflineStore>>>,
+    offline: Arc<OfflineHandle>,
+    /// Online reads, behind the fallback layer.
+    reader: Arc<LayeredReader>,
+}
+
+/// The offline store, opened on first use and then shared.
+pub struct OfflineHandle {
+    config: OfflineStoreConfig,
+    dir: PathBuf,
+    store: OnceCell<Arc<dyn OfflineStore>>,
+}
+
+impl OfflineHandle {
+    fn new(project: &Project, store: Option<Arc<dyn OfflineStore>>) -> OfflineHandle {
+        OfflineHandle {
+            config: project.config.offline_store.clone(),
+            dir: project.dir.clone(),
+            store: match store {
+                Some(store) => OnceCell::new_with(Some(store)),
+                None => OnceCell::new(),
+            },
+        }
+    }
+
+    /// The store, opening it on the first call.
+    pub async fn get(&self) -> Result<Arc<dyn OfflineStore>> {
+        let store = self
+            .store
+            .get_or_try_init(|| async {
+                Ok::<_, Error>(match &self.config {
+                    OfflineStoreConfig::Parquet(p) => {
+                        let path = if Path::new(&p.path).is_absolute() {
+                            PathBuf::from(&p.path)
+                        } else {
+                            self.dir.join(&p.path)
+                        };
+                        Arc::new(ParquetOfflineStore::new(path)) as Arc<dyn OfflineStore>
+                    }
+                    OfflineStoreConfig::Postgres(p) => {
+                        Arc::new(PostgresOfflineStore::connect(p).await?)
+                    }
+                })
+            })
+            .await?;
+        Ok(store.clone())
+    }
 }
 
 impl FeatureStore {
@@ -52,15 +98,18 @@ impl FeatureStore {
         offline: Option<Arc<dyn OfflineStore>>,
     ) -> Result<FeatureStore> {
         let registry = Registry::load(&project.resolve(&project.config.registry))?;
-        let offline = Arc::new(match offline {
-            Some(store) => OnceCell::new_with(Some(store)),
-            None => OnceCell::new(),
-        });
+        let offline = Arc::new(OfflineHandle::new(&project, offline));
+        let reader = Arc::new(LayeredReader::new(
+            online.clone(),
+            offline.clone(),
+            project.config.serving.clone(),
+        ));
         let mut store = FeatureStore {
             project,
             catalog: None,
             online,
             offline,
+            reader,
         };
         store.set_registry(registry)?;
         Ok(store)
@@ -75,6 +124,7 @@ impl FeatureStore {
             catalog: None,
             online: self.online.clone(),
             offline: self.offline.clone(),
+            reader: self.reader.clone(),
         };
         store.set_registry(registry)?;
         Ok(store)
@@ -131,21 +181,12 @@ impl FeatureStore {
 
     /// The offline store, opened on the first call and shared by every later one.
     pub async fn offline_store(&self) -> Result<Arc<dyn OfflineStore>> {
-        let store = self
-            .offline
-            .get_or_try_init(|| async {
-                Ok::<_, Error>(match &self.project.config.offline_store {
-                    OfflineStoreConfig::Parquet(p) => {
-                        Arc::new(ParquetOfflineStore::new(self.project.resolve(&p.path)))
-                            as Arc<dyn OfflineStore>
-                    }
-                    OfflineStoreConfig::Postgres(p) => {
-                        Arc::new(PostgresOfflineStore::connect(p).await?)
-                    }
-                })
-            })
-            .await?;
-        Ok(store.clone())
+        self.offline.get().await
+    }
+
+    /// The reader serving goes through: the online store behind the fallback layer.
+    pub fn reader(&self) -> &Arc<LayeredReader> {
+        &self.reader
     }
 
     /// A registered view, or a not-found error naming it and the known views.

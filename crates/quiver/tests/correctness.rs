@@ -14,7 +14,6 @@ use quiver::{
     NoProgress, OnlineRequest,
 };
 use quiver_core::Value;
-use serde_json::json;
 
 const CONFIG: &str = "project: ties\nonline_store:\n  type: memory\n";
 
@@ -226,8 +225,9 @@ async fn later_created_time_wins_ties_in_built_history_and_online() {
                 "agg:amount__last__1d".into(),
                 "series:close__momentum__1".into(),
             ]),
-            entities: vec![("user_id".into(), vec![json!(1)])],
+            entities: vec![("user_id".into(), vec![quiver_core::KeyValue::Int(1)])],
             full_feature_names: false,
+            as_of: None,
         })
         .await
         .unwrap();
@@ -375,8 +375,12 @@ async fn materialize_rejects_values_beyond_the_declared_type() {
     let response = store
         .get_online_features(&OnlineRequest {
             features: FeatureSelection::Features(vec!["narrow:level".into()]),
-            entities: vec![("user_id".into(), vec![json!(1), json!(2)])],
+            entities: vec![(
+                "user_id".into(),
+                vec![quiver_core::KeyValue::Int(1), quiver_core::KeyValue::Int(2)],
+            )],
             full_feature_names: false,
+            as_of: None,
         })
         .await
         .unwrap();

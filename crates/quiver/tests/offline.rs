@@ -10,7 +10,6 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use quiver::{FeatureSelection, FeatureStore, HistoricalOptions, NoProgress, OnlineRequest};
-use serde_json::json;
 
 const CONFIG: &str = "project: offtest\nonline_store:\n  type: memory\n";
 
@@ -239,8 +238,9 @@ async fn build_writes_history_and_materialize_evaluates_windows_online() {
                 "spend:amount__sum__7d".into(),
                 "spend:amount__max__2d".into(),
             ]),
-            entities: vec![("user_id".into(), vec![json!(1)])],
+            entities: vec![("user_id".into(), vec![quiver_core::KeyValue::Int(1)])],
             full_feature_names: false,
+            as_of: None,
         })
         .await
         .unwrap();

@@ -10,7 +10,6 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use quiver::{FeatureSelection, FeatureStore, HistoricalOptions, NoProgress, OnlineRequest};
 use quiver_test_utils::PostgresServer;
-use serde_json::json;
 
 const DEFS: &str = r#"
 entities:
@@ -118,8 +117,9 @@ async fn postgres_source_and_offline_store() {
     let response = store
         .get_online_features(&OnlineRequest {
             features: FeatureSelection::Features(vec!["profile:age".into()]),
-            entities: vec![("user_id".into(), vec![json!(1)])],
+            entities: vec![("user_id".into(), vec![quiver_core::KeyValue::Int(1)])],
             full_feature_names: false,
+            as_of: None,
         })
         .await
         .unwrap();

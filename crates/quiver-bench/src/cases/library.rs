@@ -38,8 +38,12 @@ fn requests(shape: Shape) -> Arc<[OnlineRequest]> {
         .into_iter()
         .map(|ids| OnlineRequest {
             features: FeatureSelection::Features(features.clone()),
-            entities: vec![("id".into(), ids.into_iter().map(Into::into).collect())],
+            entities: vec![(
+                "id".into(),
+                ids.into_iter().map(quiver::core::KeyValue::Int).collect(),
+            )],
             full_feature_names: false,
+            as_of: None,
         })
         .collect()
 }

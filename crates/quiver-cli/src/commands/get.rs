@@ -22,6 +22,10 @@ pub struct Args {
     /// Name features `view__feature`.
     #[arg(long)]
     full_feature_names: bool,
+    /// Features as of this time (RFC 3339), from the offline layer with the training-set rule
+    /// (nothing after it leaks in); default: now, online.
+    #[arg(long)]
+    as_of: Option<String>,
 }
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -33,7 +37,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             bail!("name features as `view:feature`, or a feature service with `--service`")
         }
     };
-    let mut columns: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    let mut columns: Vec<(String, Vec<KeyValue>)> = Vec::new();
     for (row, text) in args.entities.iter().enumerate() {
         for pair in text.split(',') {
             let (key, value) = pair
@@ -41,8 +45,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("--entity `{pair}` is not `key=value`"))?;
             let ty = store.join_key_type(key).unwrap_or(ScalarType::String);
             let parsed = KeyValue::parse(value, ty)
-                .map_err(|e| anyhow::anyhow!("--entity `{pair}`: {e}"))?
-                .to_json();
+                .map_err(|e| anyhow::anyhow!("--entity `{pair}`: {e}"))?;
             match columns.iter_mut().find(|(k, _)| k == key) {
                 Some((_, vals)) => vals.push(parsed),
                 None if row == 0 => columns.push((key.to_string(), vec![parsed])),
@@ -54,6 +57,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         features,
         entities: columns,
         full_feature_names: args.full_feature_names,
+        as_of: args.as_of.as_deref().map(super::parse_time).transpose()?,
     };
     let response = store.get_online_features(&request).await?;
     if args.json {

@@ -113,6 +113,78 @@ pub struct FeatureView {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Where serving turns when the online store cannot answer; `None`: the store-wide default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// A serving fallback policy: `{layer: offline, on: [unavailable, miss]}`, or `none`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    pub layer: FallbackLayer,
+    /// When to use the layer (default: both).
+    #[serde(default = "Fallback::all_triggers")]
+    pub on: Vec<FallbackOn>,
+}
+
+impl Fallback {
+    fn all_triggers() -> Vec<FallbackOn> {
+        vec![FallbackOn::Unavailable, FallbackOn::Miss]
+    }
+
+    /// No fallback: online answers only.
+    pub fn none() -> Fallback {
+        Fallback {
+            layer: FallbackLayer::None,
+            on: Vec::new(),
+        }
+    }
+
+    /// Whether the layer answers on this trigger.
+    pub fn on(&self, trigger: FallbackOn) -> bool {
+        self.layer != FallbackLayer::None && self.on.contains(&trigger)
+    }
+}
+
+/// The layer a fallback reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackLayer {
+    /// The offline store (latest row per key as of the request time; derived views computed).
+    Offline,
+    None,
+}
+
+/// What makes serving turn to the fallback layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackOn {
+    /// The online store errs, times out or its circuit is open.
+    Unavailable,
+    /// The online store has no record for the key.
+    Miss,
+}
+
+/// The YAML form of a fallback: the word `none`, or a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FallbackDef {
+    Word(String),
+    Policy(Fallback),
+}
+
+impl FallbackDef {
+    /// The policy, or what is wrong with the word.
+    pub fn policy(&self) -> Result<Fallback, String> {
+        match self {
+            FallbackDef::Policy(p) => Ok(p.clone()),
+            FallbackDef::Word(w) if w == "none" => Ok(Fallback::none()),
+            FallbackDef::Word(w) => Err(format!(
+                "`{w}` is not a fallback; write `none` or `{{layer: offline, on: [unavailable, miss]}}`"
+            )),
+        }
+    }
 }
 
 /// Aggregation functions of rolling windows.

@@ -84,6 +84,9 @@ pub struct FeatureViewDef {
     pub description: Option<String>,
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Serving fallback: `none`, or `{layer: offline, on: [unavailable, miss]}`.
+    #[serde(default)]
+    pub fallback: Option<super::FallbackDef>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::serialize::{DefinitionsFile, FeatureViewDef, FieldDef};
 use super::{
-    AggFunction, Constraints, Definitions, Entity, FeatureRef, FeatureService, FeatureView, Field,
-    JoinKey, SeriesKind, Source, SourceFormat, Transform,
+    AggFunction, Constraints, Definitions, Entity, FallbackDef, FeatureRef, FeatureService,
+    FeatureView, Field, JoinKey, SeriesKind, Source, SourceFormat, Transform,
 };
 use crate::error::CoreError;
 use crate::value::{ScalarType, Value, ValueType};
@@ -299,6 +299,13 @@ impl Definitions {
                         Err(e) => ctx.err(file, format!("{fwhat}: {e}")),
                     }
                 }
+                let fallback = match v.fallback.as_ref().map(FallbackDef::policy).transpose() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        ctx.err(file, format!("{what}: field `fallback`: {e}"));
+                        None
+                    }
+                };
                 defs.feature_views.insert(
                     v.name.clone(),
                     FeatureView {
@@ -313,6 +320,7 @@ impl Definitions {
                         transforms,
                         description: v.description.clone(),
                         tags: v.tags.clone(),
+                        fallback,
                     },
                 );
             }

@@ -154,6 +154,23 @@ pub trait OfflineStore: Send + Sync {
     /// Deletes rows with event time before `before`; returns how many.
     async fn prune(&self, table: &OfflineTable, before: i64) -> Result<u64>;
 
+    /// Per key, the latest row with event time <= `as_of` (and >= `as_of - ttl_ns` when
+    /// given): ties on event time go to the later created time (a null created time sorts
+    /// first). One entry per key, in order; `None` = no such row. Optional.
+    async fn read_latest(
+        &self,
+        table: &OfflineTable,
+        keys: &[quiver_core::EntityKey],
+        as_of: i64,
+        ttl_ns: Option<i64>,
+    ) -> Result<Vec<Option<quiver_core::Record>>> {
+        let _ = (table, keys, as_of, ttl_ns);
+        Err(OfflineError::Unsupported {
+            origin: format!("offline store `{}`", self.kind()),
+            message: "point lookups are not supported".to_string(),
+        })
+    }
+
     /// Drops the whole table. Optional.
     async fn drop_table(&self, table: &OfflineTable) -> Result<()> {
         let _ = table;

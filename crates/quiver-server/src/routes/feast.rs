@@ -28,6 +28,10 @@ struct GetOnlineFeatures {
     entities: UniqueMap,
     #[serde(default)]
     full_feature_names: bool,
+    /// Quiver's extension (Feast clients never send it): answer as of this RFC 3339 time from
+    /// the offline layer.
+    #[serde(default)]
+    as_of: Option<String>,
 }
 
 /// Feast's `WriteToFeatureStoreRequest`.
@@ -285,16 +289,40 @@ pub async fn get_online_features(
             "`entities` is empty; give at least one join key",
         ));
     }
+    let store = state.store.load_full();
+    let as_of = req
+        .as_of
+        .as_deref()
+        .map(quiver_core::value::parse_timestamp)
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_argument",
+                format!("`as_of`: {e}"),
+            )
+        })?;
     let request = OnlineRequest {
         features,
-        entities,
+        entities: crate::feast_json::decode_entities(&store, entities)?,
         full_feature_names: req.full_feature_names,
+        as_of,
     };
-    let store = state.store.load_full();
-    let response = store.get_online_features(&request).await?;
+    // Online reads give up at the request's deadline, leaving time for the fallback layer;
+    // the whole request is bounded by the router's timeout.
+    let deadline = tokio::time::Instant::now() + state.request_timeout * 3 / 4;
+    let response = store
+        .get_online_features_by(&request, Some(deadline))
+        .await?;
     record_hits(&request, &response);
+    let layer = response.layer_summary();
+    metrics::counter!("quiver_served_rows_total", "layer" => layer)
+        .increment(response.rows() as u64);
     Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::HeaderName::from_static("x-quiver-layer"), layer),
+        ],
         render_bytes(&response),
     )
         .into_response())
@@ -324,10 +352,10 @@ pub async fn write_to_online_store(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: WriteToOnlineStore = body_json(body, state.max_body_bytes)?;
-    let summary = state
-        .store
-        .load_full()
-        .write_to_online_store(&req.feature_view_name, &req.df.0)
+    let store = state.store.load_full();
+    let rows = crate::feast_json::decode_rows(&store, &req.feature_view_name, &req.df.0)?;
+    let summary = store
+        .write_to_online_store(&req.feature_view_name, &rows)
         .await?;
     metrics::counter!("quiver_online_rows_written_total", "view" => req.feature_view_name.clone())
         .increment(summary.written as u64);
@@ -365,6 +393,7 @@ mod tests {
         ];
         let n = values.len();
         let response = OnlineResponse {
+            layers: vec![vec![quiver::Layer::Online]; n],
             feature_names: ["id", "f", "g", "h", "k"].map(String::from).to_vec(),
             columns: vec![
                 FeatureColumn {

@@ -1,0 +1,157 @@
+//! The plan of an online read: output names (checked for collisions), the views to read in
+//! request order, each view's entity keys built from the request's typed key columns, and where
+//! each requested feature sits. Everything that can be wrong with a request is found here,
+//! before any store is touched.
+
+use std::collections::{BTreeMap, HashMap};
+
+use quiver_core::{EntityKey, KeyValue, ScalarType};
+
+use super::OnlineRequest;
+use crate::catalog::{Catalog, ServedView};
+use crate::error::{Error, Result};
+
+/// One view to read: which, and the entity key of every request row.
+pub(crate) struct ViewRead<'a> {
+    pub served: &'a ServedView,
+    pub keys: Vec<EntityKey>,
+}
+
+/// A planned request.
+pub(crate) struct Plan<'a> {
+    /// Output names: the join keys as given, then one per feature.
+    pub names: Vec<String>,
+    pub views: Vec<ViewRead<'a>>,
+    /// Per requested feature: (index into `views`, field position).
+    pub features: Vec<(usize, usize)>,
+    pub rows: usize,
+}
+
+/// Plans `request` against `catalog`.
+pub(crate) fn plan<'a>(catalog: &'a Catalog, request: &OnlineRequest) -> Result<Plan<'a>> {
+    let refs = request.features.resolve(catalog)?;
+    let mut names: Vec<String> = request.entities.iter().map(|(k, _)| k.clone()).collect();
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for r in &refs {
+        let name = r.output_name(request.full_feature_names);
+        if let Some(other) = seen.insert(name.clone(), &r.view) {
+            return Err(Error::InvalidRequest(format!(
+                "feature name `{name}` is requested twice (views `{other}` and `{}`); set `full_feature_names: true` or drop the duplicate",
+                r.view
+            )));
+        }
+        names.push(name);
+    }
+
+    let mut order: Vec<&str> = Vec::new();
+    for r in &refs {
+        if !order.contains(&r.view.as_str()) {
+            order.push(&r.view);
+        }
+    }
+    let served: Vec<&ServedView> = order
+        .iter()
+        .map(|v| catalog.view(v))
+        .collect::<Result<_>>()?;
+    let columns = key_columns(&served, request)?;
+    let rows = request.entities.first().map_or(0, |(_, v)| v.len());
+    let views = served
+        .into_iter()
+        .map(|served| ViewRead {
+            keys: (0..rows)
+                .map(|i| {
+                    EntityKey(
+                        served
+                            .definition
+                            .join_keys
+                            .iter()
+                            .map(|k| columns[k.name.as_str()][i].clone())
+                            .collect(),
+                    )
+                })
+                .collect(),
+            served,
+        })
+        .collect();
+    let features = refs
+        .iter()
+        .map(|r| {
+            let view = order.iter().position(|v| *v == r.view).unwrap_or(0);
+            let field = catalog
+                .view(&r.view)?
+                .field_index(&r.feature)
+                .ok_or_else(|| Error::Internal(format!("feature `{r}` vanished")))?;
+            Ok((view, field))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Plan {
+        names,
+        views,
+        features,
+        rows,
+    })
+}
+
+/// The request's key columns by name: every join key the views need, nothing else, equal
+/// lengths, each value of its key's type.
+fn key_columns<'r>(
+    views: &[&ServedView],
+    request: &'r OnlineRequest,
+) -> Result<HashMap<&'r str, &'r [KeyValue]>> {
+    let mut needed: BTreeMap<&str, ScalarType> = BTreeMap::new();
+    for v in views {
+        for k in &v.definition.join_keys {
+            needed.insert(&k.name, k.key_type);
+        }
+    }
+    let rows = request.entities.first().map_or(0, |(_, v)| v.len());
+    let mut columns: HashMap<&str, &[KeyValue]> = HashMap::new();
+    for (name, values) in &request.entities {
+        let Some(ty) = needed.get(name.as_str()) else {
+            let expected: Vec<String> = needed.keys().map(|k| format!("`{k}`")).collect();
+            return Err(Error::InvalidRequest(format!(
+                "entity key `{name}` is not a join key of the requested feature views (expected {})",
+                expected.join(", ")
+            )));
+        };
+        if values.len() != rows {
+            return Err(Error::InvalidRequest(format!(
+                "entity key `{name}` has {} values but `{}` has {rows}; every entity column needs one value per row",
+                values.len(),
+                request.entities[0].0
+            )));
+        }
+        if let Some(i) = values.iter().position(|v| !fits(v, *ty)) {
+            return Err(Error::InvalidRequest(format!(
+                "entity key `{name}` row {i}: expected {}, got `{}`",
+                expected_kind(*ty),
+                values[i]
+            )));
+        }
+        if columns.insert(name.as_str(), values).is_some() {
+            return Err(Error::InvalidRequest(format!(
+                "entity key `{name}` is given twice"
+            )));
+        }
+    }
+    if let Some(missing) = needed.keys().find(|k| !columns.contains_key(*k)) {
+        return Err(Error::InvalidRequest(format!(
+            "missing entity key `{missing}` (needed by the requested feature views)"
+        )));
+    }
+    Ok(columns)
+}
+
+fn fits(value: &KeyValue, ty: ScalarType) -> bool {
+    match value {
+        KeyValue::Str(_) => ty == ScalarType::String,
+        KeyValue::Int(_) => ty != ScalarType::String,
+    }
+}
+
+fn expected_kind(ty: ScalarType) -> &'static str {
+    match ty {
+        ScalarType::String => "a string",
+        _ => "an integer",
+    }
+}

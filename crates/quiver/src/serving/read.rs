@@ -1,0 +1,329 @@
+//! The read step of serving, behind one interface a layer can wrap.
+//!
+//! [`FeatureReader`] reads the records of one view for a list of entity keys and says which
+//! layer answered each. [`OnlineReader`] is the online store alone. [`LayeredReader`] wraps it
+//! with the second layer (the shape of Neon's `GenericRemoteStorage` decorators):
+//! - **fallback**: when the online store is unavailable (an error, a timeout, an open circuit)
+//!   or misses a key, per the view's `fallback` policy (or the store-wide default), the offline
+//!   layer answers: the offline store's latest row as of the request time for plain views, the
+//!   features computed from the source at the request time for derived views (bounded by
+//!   `serving.compute_budget`; keys beyond it stay missing, not slow);
+//! - **read-through**: what the offline layer found is written back to the online store, off
+//!   the request's path, newer-wins (it never replaces a fresher value);
+//! - **point in time**: a request `as_of` t is answered by the offline layer alone, with the
+//!   training-set rule (nothing after t; plain views within their TTL);
+//! - **no stampede**: concurrent misses of one (view, version, entity) look it up once per
+//!   process ([`SingleFlight`]).
+//!
+//! Fault injection for tests wraps the online store itself (`quiver_online::faulty::Faulty`),
+//! below this reader.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use quiver_core::definitions::{Fallback, FallbackOn};
+use quiver_core::{EntityKey, Record};
+use quiver_online::OnlineStore;
+
+use super::flight::SingleFlight;
+use crate::catalog::{Catalog, ServedView};
+use crate::config::ServingConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::OfflineHandle;
+
+/// Which layer answered a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layer {
+    /// The online store.
+    Online,
+    /// The offline store's history (latest row as of the request time).
+    Offline,
+    /// Computed from the source at the request time (derived views).
+    Computed,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Online => "online",
+            Layer::Offline => "offline",
+            Layer::Computed => "computed",
+        }
+    }
+}
+
+/// One key's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lookup {
+    pub record: Option<Record>,
+    pub layer: Layer,
+}
+
+/// What a read is for.
+#[derive(Clone, Copy)]
+pub struct ReadContext<'a> {
+    pub catalog: &'a Catalog,
+    /// The request time, ns UTC.
+    pub now: i64,
+    /// Answer as of this time (point in time, offline layer only).
+    pub as_of: Option<i64>,
+    /// Give up online reads (and their retries) at this instant.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// Reads the records of one view for a list of keys.
+#[async_trait]
+pub trait FeatureReader: Send + Sync {
+    /// One answer per key, in order.
+    async fn read(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Lookup>>;
+}
+
+/// The online store alone.
+pub struct OnlineReader {
+    store: Arc<dyn OnlineStore>,
+}
+
+impl OnlineReader {
+    pub fn new(store: Arc<dyn OnlineStore>) -> Self {
+        OnlineReader { store }
+    }
+}
+
+#[async_trait]
+impl FeatureReader for OnlineReader {
+    async fn read(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Lookup>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = match ctx.deadline {
+            Some(deadline) => self.store.read_by(&view.table, keys, deadline).await?,
+            None => self.store.read(&view.table, keys).await?,
+        };
+        Ok(records
+            .into_iter()
+            .map(|record| Lookup {
+                record,
+                layer: Layer::Online,
+            })
+            .collect())
+    }
+}
+
+/// Single-flight key: view, version, entity, and the point in time (`None`: now).
+type FlightKey = (String, u32, EntityKey, Option<i64>);
+
+/// The online reader with the offline layer behind it (see the module docs).
+pub struct LayeredReader {
+    online: OnlineReader,
+    write_back: Arc<dyn OnlineStore>,
+    offline: Arc<OfflineHandle>,
+    config: ServingConfig,
+    flight: SingleFlight<FlightKey, Option<Record>>,
+    /// Offline-layer lookups made (calls, keys): how often the second layer was asked.
+    lookups: AtomicU64,
+    keys_looked_up: AtomicU64,
+}
+
+impl LayeredReader {
+    pub fn new(
+        online: Arc<dyn OnlineStore>,
+        offline: Arc<OfflineHandle>,
+        config: ServingConfig,
+    ) -> Self {
+        LayeredReader {
+            online: OnlineReader::new(online.clone()),
+            write_back: online,
+            offline,
+            config,
+            flight: SingleFlight::new(),
+            lookups: AtomicU64::new(0),
+            keys_looked_up: AtomicU64::new(0),
+        }
+    }
+
+    /// (offline-layer calls, keys looked up in them) since the store was opened.
+    pub fn offline_lookups(&self) -> (u64, u64) {
+        (
+            self.lookups.load(Ordering::Relaxed),
+            self.keys_looked_up.load(Ordering::Relaxed),
+        )
+    }
+
+    fn policy<'v>(&'v self, view: &'v ServedView) -> &'v Fallback {
+        view.definition
+            .fallback
+            .as_ref()
+            .unwrap_or(&self.config.fallback)
+    }
+
+    /// The offline layer's answers for `keys` at `at` (single-flight per key).
+    async fn offline_read(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        at: i64,
+        point_in_time: bool,
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Lookup>> {
+        let layer = match view.definition.is_derived() {
+            true => Layer::Computed,
+            false => Layer::Offline,
+        };
+        let flight_keys: Vec<FlightKey> = keys
+            .iter()
+            .map(|k| {
+                let when = point_in_time.then_some(at);
+                (
+                    view.definition.name.clone(),
+                    view.table.version,
+                    k.clone(),
+                    when,
+                )
+            })
+            .collect();
+        let records = self
+            .flight
+            .run(&flight_keys, |led| async move {
+                let keys: Vec<EntityKey> = led.into_iter().map(|(_, _, k, _)| k).collect();
+                self.lookup(view, &keys, at, point_in_time, ctx).await
+            })
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|record| Lookup { record, layer })
+            .collect())
+    }
+
+    /// One offline-layer call: the offline store's latest rows (plain views) or the features
+    /// computed from the source within the budget (derived views).
+    async fn lookup(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        at: i64,
+        point_in_time: bool,
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Option<Record>>> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.keys_looked_up
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        if !view.definition.is_derived() {
+            // Point in time follows the training-set rule (nothing older than the TTL); a
+            // fallback for "now" keeps old rows so their status says OUTSIDE_MAX_AGE, as online.
+            let ttl = point_in_time
+                .then(|| view.table.ttl.map(quiver_offline::engine::window_ns))
+                .flatten();
+            let store = self.offline.get().await?;
+            return Ok(store.read_latest(&view.offline, keys, at, ttl).await?);
+        }
+        let resolved = ctx.catalog.source_of(&view.definition)?.clone();
+        let definition = view.definition.clone();
+        let owned = keys.to_vec();
+        let work = tokio::task::spawn_blocking(move || {
+            quiver_offline::engine::evaluate_at(
+                &resolved.path,
+                &resolved.source,
+                &definition,
+                &owned,
+                at,
+            )
+        });
+        match tokio::time::timeout(self.config.compute_budget, work).await {
+            Ok(joined) => {
+                let records = joined
+                    .map_err(|e| Error::Internal(format!("feature computation failed: {e}")))??;
+                Ok(records.into_iter().map(Some).collect())
+            }
+            // Over budget: these rows are NOT_FOUND rather than slow. (The computation runs
+            // on in the blocking pool; its result is dropped.)
+            Err(_) => {
+                tracing::warn!(
+                    view = %view.definition.name,
+                    keys = keys.len(),
+                    budget = ?self.config.compute_budget,
+                    "feature computation over budget"
+                );
+                Ok(vec![None; keys.len()])
+            }
+        }
+    }
+
+    /// Writes what the offline layer found back to the online store, off the request's path.
+    fn read_through(&self, view: &ServedView, keys: &[EntityKey], found: &[Lookup]) {
+        if !self.config.read_through {
+            return;
+        }
+        let rows: Vec<(EntityKey, Record)> = keys
+            .iter()
+            .zip(found)
+            .filter_map(|(k, l)| l.record.clone().map(|r| (k.clone(), r)))
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let (store, table) = (self.write_back.clone(), view.table.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.write(&table, &rows).await {
+                tracing::debug!(error = %e, view = %table.view, "read-through write failed");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl FeatureReader for LayeredReader {
+    async fn read(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Lookup>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(at) = ctx.as_of {
+            return self.offline_read(view, keys, at, true, ctx).await;
+        }
+        let policy = self.policy(view).clone();
+        let mut answers = match self.online.read(view, keys, ctx).await {
+            Ok(answers) => answers,
+            Err(e) if e.kind() == ErrorKind::Unavailable && policy.on(FallbackOn::Unavailable) => {
+                tracing::debug!(error = %e, view = %view.definition.name, "online store unavailable; answering from the offline layer");
+                // Nothing is written back: the online store is down.
+                return self.offline_read(view, keys, ctx.now, false, ctx).await;
+            }
+            Err(e) => return Err(e),
+        };
+        if !policy.on(FallbackOn::Miss) {
+            return Ok(answers);
+        }
+        let missing: Vec<usize> = (0..keys.len())
+            .filter(|&i| answers[i].record.is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(answers);
+        }
+        let missing_keys: Vec<EntityKey> = missing.iter().map(|&i| keys[i].clone()).collect();
+        let found = self
+            .offline_read(view, &missing_keys, ctx.now, false, ctx)
+            .await?;
+        self.read_through(view, &missing_keys, &found);
+        for (&i, lookup) in missing.iter().zip(found) {
+            if lookup.record.is_some() {
+                answers[i] = lookup;
+            }
+        }
+        Ok(answers)
+    }
+}

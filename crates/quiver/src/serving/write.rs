@@ -1,0 +1,69 @@
+//! Writing rows straight to the online store (Feast's `write-to-online-store`), typed.
+
+use quiver_core::{EntityKey, KeyValue, Record, ScalarType};
+use quiver_online::WriteSummary;
+
+use crate::error::{Error, Result};
+use crate::store::FeatureStore;
+
+impl FeatureStore {
+    /// Writes rows of a view to the online store: each an entity key (one value per join key)
+    /// and a record with one value per field, in schema order. The whole batch is checked first
+    /// — key and value types, constraints — and an invalid batch writes nothing. A store failure
+    /// part way says how many rows were confirmed (`OnlineError::PartialWrite`); writes are
+    /// newer-wins, so retrying the same rows is always safe.
+    pub async fn write_to_online_store(
+        &self,
+        view_name: &str,
+        rows: &[(EntityKey, Record)],
+    ) -> Result<WriteSummary> {
+        let served = self.view(view_name)?;
+        let view = &served.definition;
+        for (i, (key, record)) in rows.iter().enumerate() {
+            let problem = |message: String| {
+                Error::InvalidRequest(format!("feature view `{view_name}`: row {i}: {message}"))
+            };
+            if key.0.len() != view.join_keys.len() {
+                return Err(problem(format!(
+                    "the entity key has {} values but the view has {} join keys",
+                    key.0.len(),
+                    view.join_keys.len()
+                )));
+            }
+            for (k, v) in view.join_keys.iter().zip(&key.0) {
+                let fits = matches!((v, k.key_type), (KeyValue::Str(_), ScalarType::String))
+                    || (matches!(v, KeyValue::Int(_)) && k.key_type != ScalarType::String);
+                if !fits {
+                    return Err(problem(format!(
+                        "join key `{}` is {}, got `{v}`",
+                        k.name,
+                        k.key_type.name()
+                    )));
+                }
+            }
+            if record.values.len() != view.fields.len() {
+                return Err(problem(format!(
+                    "{} values for {} fields",
+                    record.values.len(),
+                    view.fields.len()
+                )));
+            }
+            for (field, value) in view.fields.iter().zip(&record.values) {
+                if let Some(found) = value.value_type()
+                    && found != field.value_type
+                {
+                    return Err(problem(format!(
+                        "field `{}` is {}, got a {found} value",
+                        field.name, field.value_type
+                    )));
+                }
+            }
+            view.check_row(key, record)
+                .map_err(|r| Error::InvalidRequest(r.to_string()))?;
+        }
+        if rows.is_empty() {
+            return Ok(WriteSummary::default());
+        }
+        Ok(self.online_store().write(&served.table, rows).await?)
+    }
+}
