@@ -46,6 +46,8 @@ enum Command {
     Get(commands::get::Args),
     /// Run the HTTP feature server.
     Serve(commands::serve::Args),
+    /// Load the online store from the offline layer (entities from a file, all, or the top N).
+    Warm(commands::warm::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Prune(args) => commands::incremental::prune(&cli.project, args).await,
             Command::Get(args) => commands::get::run(&cli.project, args).await,
             Command::Serve(args) => commands::serve::run(&cli.project, args).await,
+            Command::Warm(args) => commands::warm::run(&cli.project, args).await,
         }
     });
     match result {

@@ -556,6 +556,62 @@ fn record_at(view: &FeatureView, features: &[ArrayRef], q: usize, at: i64) -> qu
     }
 }
 
+/// The entity keys of `rows` for `view`: its join-key columns (integers or strings, as the keys'
+/// types say), one key per row; rows with a null key part are skipped. Errors name `origin`,
+/// the column and both types.
+pub fn entity_keys(
+    view: &FeatureView,
+    rows: &RecordBatch,
+    origin: &str,
+) -> Result<Vec<quiver_core::EntityKey>> {
+    check_entity_keys(rows, view, origin)?;
+    let names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
+    let columns: Vec<ArrayRef> = key_columns(rows, &names)?
+        .iter()
+        .map(|c| {
+            let target = match c.data_type() {
+                arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8 => {
+                    arrow_schema::DataType::Utf8
+                }
+                _ => arrow_schema::DataType::Int64,
+            };
+            arrow_cast::cast(c, &target).map_err(arrow_err)
+        })
+        .collect::<Result<_>>()?;
+    (0..rows.num_rows())
+        .filter(|&row| columns.iter().all(|c| c.is_valid(row)))
+        .map(|row| {
+            Ok(quiver_core::EntityKey(
+                columns
+                    .iter()
+                    .map(|c| key_value(c, row))
+                    .collect::<Result<_>>()?,
+            ))
+        })
+        .collect()
+}
+
+/// The distinct entity keys of offline-table rows, the most recent event first: what
+/// `quiver warm --top N` takes the first N of.
+pub fn keys_by_recency(
+    view: &FeatureView,
+    batches: &[RecordBatch],
+) -> Result<Vec<quiver_core::EntityKey>> {
+    let mut latest: std::collections::HashMap<quiver_core::EntityKey, i64> =
+        std::collections::HashMap::new();
+    for batch in batches {
+        let keys = entity_keys(view, batch, "the offline table")?;
+        let times = times(batch, EVENT_TIMESTAMP);
+        for (key, t) in keys.into_iter().zip(times) {
+            let slot = latest.entry(key).or_insert(t);
+            *slot = (*slot).max(t);
+        }
+    }
+    let mut keys: Vec<(quiver_core::EntityKey, i64)> = latest.into_iter().collect();
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(keys.into_iter().map(|(k, _)| k).collect())
+}
+
 fn key_value(col: &ArrayRef, row: usize) -> Result<quiver_core::KeyValue> {
     match col.data_type() {
         arrow_schema::DataType::Int64 => Ok(quiver_core::KeyValue::Int(

@@ -26,7 +26,7 @@
 //! - [`selection`]: which features a request wants, resolved against the catalog.
 //! - The operations, each depending on `store` and never on each other: [`apply`],
 //!   [`materialize`], [`serving`] (plan → read → assemble, and writes), [`offline`] (`build`, training sets,
-//!   `prune`). Feature evaluation lives in [`quiver_offline::engine`], the row check in
+//!   `prune`), [`warm`]. Feature evaluation lives in [`quiver_offline::engine`], the row check in
 //!   [`quiver_core::FeatureView::check_row`].
 //! - [`init`]: the example project `quiver init` writes.
 
@@ -42,6 +42,7 @@ pub mod registry;
 pub mod selection;
 pub mod serving;
 pub mod store;
+pub mod warm;
 
 pub use apply::ApplyReport;
 pub use catalog::{Catalog, ServedView};
@@ -55,6 +56,7 @@ pub use offline::{
 pub use selection::FeatureSelection;
 pub use serving::{FeatureColumn, Layer, OnlineRequest, OnlineResponse};
 pub use store::FeatureStore;
+pub use warm::{WarmEntities, WarmOptions, WarmReport};
 
 pub use quiver_core as core;
 pub use quiver_offline::io as offline_io;

@@ -8,6 +8,7 @@ pub mod incremental;
 pub mod init;
 pub mod materialize;
 pub mod serve;
+pub mod warm;
 
 /// Parses an RFC 3339 timestamp (or a date) given on the command line to ns UTC.
 pub fn parse_time(text: &str) -> anyhow::Result<i64> {

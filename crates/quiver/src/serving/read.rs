@@ -160,6 +160,24 @@ impl LayeredReader {
         )
     }
 
+    /// The offline layer's answers for `keys` at `at`, as a fallback would give them (what
+    /// `quiver warm` loads): the offline store's latest rows, or computed derived features.
+    pub async fn offline_answers(
+        &self,
+        catalog: &Catalog,
+        view: &ServedView,
+        keys: &[EntityKey],
+        at: i64,
+    ) -> Result<Vec<Option<Record>>> {
+        let ctx = ReadContext {
+            catalog,
+            now: at,
+            as_of: None,
+            deadline: None,
+        };
+        self.lookup(view, keys, at, false, &ctx, None).await
+    }
+
     fn policy<'v>(&'v self, view: &'v ServedView) -> &'v Fallback {
         view.definition
             .fallback
@@ -196,7 +214,8 @@ impl LayeredReader {
             .flight
             .run(&flight_keys, |led| async move {
                 let keys: Vec<EntityKey> = led.into_iter().map(|(_, _, k, _)| k).collect();
-                self.lookup(view, &keys, at, point_in_time, ctx).await
+                let budget = Some(self.config.compute_budget);
+                self.lookup(view, &keys, at, point_in_time, ctx, budget).await
             })
             .await?;
         Ok(records
@@ -214,6 +233,7 @@ impl LayeredReader {
         at: i64,
         point_in_time: bool,
         ctx: &ReadContext<'_>,
+        budget: Option<std::time::Duration>,
     ) -> Result<Vec<Option<Record>>> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
         self.keys_looked_up
@@ -239,7 +259,8 @@ impl LayeredReader {
                 at,
             )
         });
-        match tokio::time::timeout(self.config.compute_budget, work).await {
+        let limit = budget.unwrap_or(std::time::Duration::MAX);
+        match tokio::time::timeout(limit, work).await {
             Ok(joined) => {
                 let records = joined
                     .map_err(|e| Error::Internal(format!("feature computation failed: {e}")))??;
