@@ -138,7 +138,8 @@ pub trait OfflineStore: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Creates the table if it does not exist; returns what it is (e.g. `TimescaleDB hypertable`,
-    /// `table with index on (user_id, event_timestamp)`, `parquet directory`).
+    /// `table with index on (user_id, event_timestamp DESC, created_timestamp DESC NULLS LAST)`,
+    /// `parquet directory`).
     async fn ensure_table(&self, table: &OfflineTable) -> Result<String>;
 
     /// Replaces the rows with event time in `[start, end)` by `batches`; returns rows written.
