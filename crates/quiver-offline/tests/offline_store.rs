@@ -1,6 +1,7 @@
 //! The offline store conformance suite: every semantic promised by `store/mod.rs`, written once
 //! (the `cases` module) and run against each backend by `conformance!`: Parquet in a temporary
-//! directory, and PostgreSQL on a real server started by `quiver-test-utils`.
+//! directory, PostgreSQL on a real server started by `quiver-test-utils`, and TimescaleDB (the
+//! same store over hypertables, on a server with the extension preloaded).
 //!
 //! Backend-specific behaviour (Parquet layout and crash leftovers, PostgreSQL binary COPY speed,
 //! index description, password hygiene, reconnection) is tested after the shared suite.
@@ -15,12 +16,13 @@ use arrow_array::{
 };
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field, Schema};
-use quiver_core::{ScalarType, ValueType};
+use quiver_core::{EntityKey, KeyValue, Record, ScalarType, Value, ValueType};
 use quiver_offline::store::{
     CREATED_TIMESTAMP, EVENT_TIMESTAMP, OfflineStore, OfflineTable, ParquetOfflineStore,
     PostgresConfig, PostgresOfflineStore, arrow_type, timestamp_type,
 };
 use quiver_test_utils::PostgresServer;
+use rust_decimal::Decimal;
 
 const SECOND: i64 = 1_000_000_000;
 const HOUR: i64 = 3600 * SECOND;
@@ -35,6 +37,8 @@ struct Harness {
     project: String,
     /// PostgreSQL keeps microseconds only.
     micros_only: bool,
+    /// The server's URL and the store's schema, for PostgreSQL harnesses.
+    url: Option<String>,
     _guard: Box<dyn Any + Send>,
 }
 
@@ -56,6 +60,7 @@ async fn parquet_harness(case: &str) -> Harness {
         store: Box::new(ParquetOfflineStore::new(dir.path().join("offline"))),
         project: project.to_string(),
         micros_only: false,
+        url: None,
         _guard: Box::new(dir),
     }
 }
@@ -73,10 +78,29 @@ fn shared_server() -> Arc<PostgresServer> {
     server
 }
 
+/// Like [`shared_server`], for the TimescaleDB server.
+fn shared_timescaledb_server() -> Arc<PostgresServer> {
+    static SHARED: Mutex<Weak<PostgresServer>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(server) = shared.upgrade() {
+        return server;
+    }
+    let server = Arc::new(PostgresServer::start_timescaledb());
+    *shared = Arc::downgrade(&server);
+    server
+}
+
 async fn postgres_harness(case: &str) -> Harness {
+    postgres_harness_on(case, shared_server()).await
+}
+
+async fn timescaledb_harness(case: &str) -> Harness {
+    postgres_harness_on(case, shared_timescaledb_server()).await
+}
+
+async fn postgres_harness_on(case: &str, server: Arc<PostgresServer>) -> Harness {
     let project = project_name(case);
     let project = project.as_str();
-    let server = shared_server();
     let mut config = PostgresConfig::new(server.url());
     config.schema = format!("t_{project}");
     let store = PostgresOfflineStore::connect(&config)
@@ -86,7 +110,20 @@ async fn postgres_harness(case: &str) -> Harness {
         store: Box::new(store),
         project: project.to_string(),
         micros_only: true,
+        url: Some(server.url()),
         _guard: Box::new(server),
+    }
+}
+
+impl Harness {
+    /// A second store on the same server and schema as this PostgreSQL harness, for calls
+    /// beyond the trait (`explain_read_latest`).
+    async fn postgres_store(&self) -> PostgresOfflineStore {
+        let mut config = PostgresConfig::new(self.url.clone().expect("a PostgreSQL harness"));
+        config.schema = format!("t_{}", self.project);
+        PostgresOfflineStore::connect(&config)
+            .await
+            .expect("connect")
     }
 }
 
@@ -363,6 +400,89 @@ fn full_batch(table: &OfflineTable, at: i64) -> RecordBatch {
         ),
     ];
     RecordBatch::try_new(table.schema.clone(), columns).expect("valid full batch")
+}
+
+/// Rows `(user_id, event time, created time, amount)` of the simple table.
+fn timed_batch(table: &OfflineTable, rows: &[(i64, i64, Option<i64>, f64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        table.schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            ts_array(rows.iter().map(|r| Some(r.1)).collect()),
+            ts_array(rows.iter().map(|r| r.2).collect()),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ],
+    )
+    .expect("valid batch")
+}
+
+fn int_key(id: i64) -> EntityKey {
+    EntityKey(vec![KeyValue::Int(id)])
+}
+
+/// The simple table's record: event time, created time, amount.
+fn amount_record(event: i64, created: Option<i64>, amount: f64) -> Option<Record> {
+    Some(Record {
+        event_ts: event,
+        created_ts: created,
+        values: vec![Value::Float64(amount)],
+    })
+}
+
+/// Looks up `ids` of the simple table and returns each winner's amount.
+async fn amounts(
+    h: &Harness,
+    table: &OfflineTable,
+    ids: &[i64],
+    as_of: i64,
+    ttl: Option<i64>,
+) -> Vec<Option<f64>> {
+    let keys: Vec<EntityKey> = ids.iter().map(|id| int_key(*id)).collect();
+    let found = h
+        .store
+        .read_latest(table, &keys, as_of, ttl)
+        .await
+        .expect("read_latest");
+    assert_eq!(found.len(), ids.len(), "one answer per key");
+    found
+        .into_iter()
+        .map(|r| {
+            r.map(|r| match r.values[..] {
+                [Value::Float64(v)] => v,
+                ref other => panic!("unexpected values {other:?}"),
+            })
+        })
+        .collect()
+}
+
+/// What `read_latest` returns for row 0 of [`full_batch`] (written at `at`).
+fn full_record(at: i64) -> Record {
+    let us = |s: i64| s * 1000;
+    let dec = |mantissa: i128| Decimal::from_i128_with_scale(mantissa, 10);
+    Record {
+        event_ts: at,
+        created_ts: Some(at + SECOND),
+        values: vec![
+            Value::Int32(7),
+            Value::Int64(-7),
+            Value::Float32(1.5),
+            Value::Float64(-2.25),
+            Value::Bool(true),
+            Value::String("héllo".into()),
+            Value::Bytes(vec![0, 0xff]),
+            Value::Timestamp(us(-1_000_000)),
+            Value::Decimal(dec(123_456_789_012_345)),
+            Value::Int32List(vec![1, -2]),
+            Value::Int64List(vec![i64::MIN, 0]),
+            Value::Float32List(vec![0.5, -0.0]),
+            Value::Float64List(vec![1e300, 3.0]),
+            Value::BoolList(vec![true, false]),
+            Value::StringList(vec!["a,b".into(), "{}\"\\".into()]),
+            Value::BytesList(vec![b"x".to_vec(), Vec::new()]),
+            Value::TimestampList(vec![us(5), us(-5)]),
+            Value::DecimalList(vec![dec(1), dec(-10_000_000_000)]),
+        ],
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,6 +812,206 @@ mod cases {
             .unwrap();
         assert_eq!(event_times(&read_all(&h, &table).await), vec![stored]);
     }
+
+    pub async fn read_latest_as_of_and_ttl(h: Harness) {
+        let table = simple_table(&h.project);
+        h.store.ensure_table(&table).await.unwrap();
+        // Key 1: the day before, then D0, +1h, +2h. Key 2: +1h only.
+        let rows = [
+            (1, D0 - DAY + HOUR, -1.0),
+            (1, D0, 0.0),
+            (1, D0 + HOUR, 1.0),
+            (1, D0 + 2 * HOUR, 2.0),
+            (2, D0 + HOUR, 20.0),
+        ];
+        h.store
+            .write_range(&table, D0 - DAY, D0 + DAY, &[simple_batch(&table, &rows)])
+            .await
+            .unwrap();
+        let found = h
+            .store
+            .read_latest(&table, &[int_key(1)], D0 + 3 * HOUR, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            vec![amount_record(
+                D0 + 2 * HOUR,
+                Some(D0 + 2 * HOUR + SECOND),
+                2.0
+            )]
+        );
+        let at = |as_of, ttl| amounts(&h, &table, &[1, 2], as_of, ttl);
+        // The upper bound is inclusive; older rows answer earlier times, across days too.
+        assert_eq!(at(D0 + 2 * HOUR, None).await, [Some(2.0), Some(20.0)]);
+        assert_eq!(at(D0 + 2 * HOUR - 1, None).await, [Some(1.0), Some(20.0)]);
+        assert_eq!(at(D0 + HOUR - 1, None).await, [Some(0.0), None]);
+        assert_eq!(at(D0 - 1, None).await, [Some(-1.0), None]);
+        assert_eq!(at(D0 - DAY, None).await, [None, None]);
+        // The TTL's lower bound is inclusive: [as_of - ttl, as_of].
+        assert_eq!(
+            at(D0 + 2 * HOUR - 1, Some(HOUR - 1)).await,
+            [Some(1.0), Some(20.0)]
+        );
+        assert_eq!(at(D0 + 2 * HOUR - 1, Some(HOUR - 2)).await, [None, None]);
+        assert_eq!(at(D0 + HOUR, Some(0)).await, [Some(1.0), Some(20.0)]);
+        assert_eq!(at(D0 + 3 * HOUR, Some(HOUR)).await, [Some(2.0), None]);
+        // A TTL reaching before the epoch of time itself saturates rather than overflowing.
+        assert_eq!(at(D0, Some(i64::MAX)).await, [Some(0.0), None]);
+        let err = h
+            .store
+            .read_latest(&table, &[int_key(1)], D0, Some(-1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&table.qualified_name()), "{err}");
+    }
+
+    pub async fn read_latest_breaks_ties_on_created_time(h: Harness) {
+        let table = simple_table(&h.project);
+        h.store.ensure_table(&table).await.unwrap();
+        let t = D0 + HOUR;
+        let rows = [
+            // Same event time: the later created time wins.
+            (1, t, Some(t + 3 * SECOND), 2.0),
+            (1, t, Some(t + 2 * SECOND), 1.0),
+            // A null created time sorts first, so any present one beats it.
+            (2, t, Some(t), 2.0),
+            (2, t, None, 1.0),
+            // Alone, a null created time comes back as None.
+            (3, t, None, 3.0),
+            // Event time decides before created time.
+            (4, t + SECOND, None, 2.0),
+            (4, t, Some(t + HOUR), 1.0),
+        ];
+        h.store
+            .write_range(&table, D0, D0 + DAY, &[timed_batch(&table, &rows)])
+            .await
+            .unwrap();
+        assert_eq!(
+            amounts(&h, &table, &[1, 2, 3, 4], t + HOUR, None).await,
+            [Some(2.0), Some(2.0), Some(3.0), Some(2.0)]
+        );
+        let found = h
+            .store
+            .read_latest(&table, &[int_key(3), int_key(1)], t, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            vec![
+                amount_record(t, None, 3.0),
+                amount_record(t, Some(t + 3 * SECOND), 2.0)
+            ]
+        );
+    }
+
+    pub async fn read_latest_answers_each_key_in_order(h: Harness) {
+        let table = simple_table(&h.project);
+        h.store.ensure_table(&table).await.unwrap();
+        let rows: Vec<(i64, i64, f64)> = (1..=5)
+            .map(|id| (id, D0 + id * SECOND, id as f64))
+            .collect();
+        h.store
+            .write_range(&table, D0, D0 + DAY, &[simple_batch(&table, &rows)])
+            .await
+            .unwrap();
+        // Unknown keys are None, order is the caller's, a key asked twice is answered twice.
+        assert_eq!(
+            amounts(&h, &table, &[5, 404, 1, 5, -1, 3], D0 + DAY, None).await,
+            [Some(5.0), None, Some(1.0), Some(5.0), None, Some(3.0)]
+        );
+        assert!(
+            h.store
+                .read_latest(&table, &[], D0, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A key of the wrong kind or arity is an error naming the table and the key.
+        let text = EntityKey(vec![KeyValue::Str("1".into())]);
+        let err = h
+            .store
+            .read_latest(&table, &[text], D0, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&table.qualified_name()) && err.contains("`user_id`"),
+            "{err}"
+        );
+        let pair = EntityKey(vec![KeyValue::Int(1), KeyValue::Int(2)]);
+        assert!(
+            h.store
+                .read_latest(&table, &[pair], D0, None)
+                .await
+                .is_err()
+        );
+        // A table that was never created is an error, not a miss.
+        let mut missing = simple_table(&h.project);
+        missing.version = 9;
+        assert!(
+            h.store
+                .read_latest(&missing, &[int_key(1)], D0, None)
+                .await
+                .is_err()
+        );
+    }
+
+    pub async fn read_latest_every_type_and_composite_string_keys(h: Harness) {
+        let table = full_table(&h.project);
+        h.store.ensure_table(&table).await.unwrap();
+        let at = D0 + HOUR;
+        let batch = full_batch(&table, at);
+        h.store
+            .write_range(&table, D0, D0 + DAY, std::slice::from_ref(&batch))
+            .await
+            .unwrap();
+        let key = |merchant: &str, user: i64| {
+            EntityKey(vec![KeyValue::Str(merchant.into()), KeyValue::Int(user)])
+        };
+        let found = h
+            .store
+            .read_latest(
+                &table,
+                &[
+                    key("acme", 1),
+                    key("acme", 2),
+                    key("", i64::MAX),
+                    key("", 1),
+                ],
+                D0 + DAY,
+                None,
+            )
+            .await
+            .unwrap();
+        let all_null = Record {
+            event_ts: at + 2000,
+            created_ts: None,
+            values: vec![Value::Null; 18],
+        };
+        assert_eq!(
+            found,
+            vec![Some(full_record(at)), None, Some(all_null), None]
+        );
+        // Row 1 stores a 38-digit decimal, beyond what a Quiver decimal holds: an error that
+        // names the table and the column, not a panic or a silently wrong value.
+        let err = h
+            .store
+            .read_latest(
+                &table,
+                &[key("ünïcødé \"quoted\" 'x'", i64::MIN)],
+                D0 + DAY,
+                None,
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&table.qualified_name()) && err.contains("`f_dec`"),
+            "{err}"
+        );
+    }
 }
 
 /// Runs every case of the suite against one backend, each as its own test.
@@ -712,6 +1032,10 @@ macro_rules! conformance {
                 write_spanning_several_days,
                 tables_are_isolated_and_droppable,
                 nanoseconds_are_kept_or_truncated_to_microseconds,
+                read_latest_as_of_and_ttl,
+                read_latest_breaks_ties_on_created_time,
+                read_latest_answers_each_key_in_order,
+                read_latest_every_type_and_composite_string_keys,
             );
         }
     };
@@ -727,6 +1051,7 @@ macro_rules! conformance {
 
 conformance!(parquet, parquet_harness);
 conformance!(postgres, postgres_harness);
+conformance!(timescaledb, timescaledb_harness);
 
 // ---------------------------------------------------------------------------------------------
 // Parquet specifics.
@@ -848,6 +1173,48 @@ mod parquet_only {
         );
     }
 
+    async fn latest_event(store: &ParquetOfflineStore, table: &OfflineTable) -> Option<i64> {
+        store
+            .read_latest(table, &[int_key(1)], D0 + DAY, None)
+            .await
+            .unwrap()
+            .remove(0)
+            .map(|r| r.event_ts)
+    }
+
+    async fn write_one(store: &ParquetOfflineStore, table: &OfflineTable, t: i64) {
+        let batch = simple_batch(table, &[(1, t, 1.0)]);
+        store
+            .write_range(table, t, t + HOUR, &[batch])
+            .await
+            .unwrap();
+    }
+
+    /// The lookup index is rebuilt when the manifest changes, whoever changed it: this store,
+    /// or another store (process) writing the same directory.
+    #[tokio::test]
+    async fn lookups_see_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ParquetOfflineStore::new(dir.path().to_path_buf());
+        let other = ParquetOfflineStore::new(dir.path().to_path_buf());
+        let table = simple_table("fresh");
+        store.ensure_table(&table).await.unwrap();
+        assert_eq!(latest_event(&store, &table).await, None);
+        write_one(&store, &table, D0).await;
+        assert_eq!(latest_event(&store, &table).await, Some(D0));
+        write_one(&other, &table, D0 + HOUR).await;
+        assert_eq!(latest_event(&store, &table).await, Some(D0 + HOUR));
+        other.prune(&table, D0 + 2 * HOUR).await.unwrap();
+        assert_eq!(latest_event(&store, &table).await, None);
+        store.drop_table(&table).await.unwrap();
+        assert!(
+            store
+                .read_latest(&table, &[int_key(1)], D0, None)
+                .await
+                .is_err()
+        );
+    }
+
     #[tokio::test]
     async fn a_corrupt_manifest_is_an_error_not_an_empty_table() {
         let dir = tempfile::tempdir().unwrap();
@@ -863,7 +1230,7 @@ mod parquet_only {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL specifics.
 
-mod postgres_only {
+pub(crate) mod postgres_only {
     use std::time::{Duration, Instant};
 
     use super::*;
@@ -906,8 +1273,52 @@ mod postgres_only {
         assert_eq!(
             description,
             "table \"t_describe\".\"describe__everything__v3\" with index on (merchant, user_id, \
-             event_timestamp)"
+             event_timestamp DESC, created_timestamp DESC NULLS LAST)"
         );
+    }
+
+    /// 50k rows of history for 500 keys, analyzed: the lookup must probe the index per key.
+    pub(super) async fn assert_lookup_uses_the_index(h: &Harness, store: &PostgresOfflineStore) {
+        let table = simple_table(&h.project);
+        h.store.ensure_table(&table).await.unwrap();
+        let rows: Vec<(i64, i64, f64)> = (0..50_000)
+            .map(|i| (i % 500, D0 + i * SECOND, i as f64))
+            .collect();
+        h.store
+            .write_range(&table, D0, D0 + DAY, &[simple_batch(&table, &rows)])
+            .await
+            .unwrap();
+        let server_url = h.url.clone().expect("a PostgreSQL harness");
+        let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "ANALYZE \"{}\".\"{}\"",
+                store.schema(),
+                table.qualified_name()
+            ))
+            .await
+            .unwrap();
+        let keys: Vec<EntityKey> = (0..100).map(|id| int_key(id * 5)).collect();
+        for ttl in [None, Some(HOUR)] {
+            let plan = store
+                .explain_read_latest(&table, &keys, D0 + 12 * HOUR, ttl)
+                .await
+                .unwrap();
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+            assert!(plan.contains("Index"), "{plan}");
+        }
+        let found = amounts(h, &table, &[0, 499, 500], D0 + DAY, None).await;
+        assert_eq!(found, [Some(49_500.0), Some(49_999.0), None]);
+    }
+
+    #[tokio::test]
+    async fn lookup_query_uses_the_index() {
+        let h = postgres_harness("explain").await;
+        let store = h.postgres_store().await;
+        assert_lookup_uses_the_index(&h, &store).await;
     }
 
     #[tokio::test]
@@ -985,5 +1396,30 @@ mod postgres_only {
             result = store.read_range(&table, None, None).await;
         }
         assert_eq!(event_times(&result.expect("reads after restart")), vec![D0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TimescaleDB specifics (the shared suite runs against it above).
+
+mod timescaledb_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn tables_are_hypertables_with_the_lookup_index() {
+        let h = timescaledb_harness("hyper").await;
+        let description = h.store.ensure_table(&full_table(&h.project)).await.unwrap();
+        assert_eq!(
+            description,
+            "TimescaleDB hypertable \"t_hyper\".\"hyper__everything__v3\" with index on \
+             (merchant, user_id, event_timestamp DESC, created_timestamp DESC NULLS LAST)"
+        );
+    }
+
+    #[tokio::test]
+    async fn lookup_query_uses_the_index_on_chunks() {
+        let h = timescaledb_harness("tsexplain").await;
+        let store = h.postgres_store().await;
+        postgres_only::assert_lookup_uses_the_index(&h, &store).await;
     }
 }

@@ -4,7 +4,7 @@
 //! - [`redis`]: [`RedisServer`], a real `redis-server` on an ephemeral loopback port, in its own
 //!   temporary directory, stopped by pid when dropped.
 //! - [`postgres`]: [`PostgresServer`], a fresh `initdb` cluster served by `postgres` on an
-//!   ephemeral loopback port, stopped and deleted when dropped.
+//!   ephemeral loopback port (optionally with TimescaleDB), stopped and deleted when dropped.
 //!
 //! - `process.rs`: what both share (ephemeral ports, start retries, kill by pid).
 //!

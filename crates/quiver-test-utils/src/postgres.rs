@@ -7,6 +7,10 @@
 //! would) and [`restart`](PostgresServer::restart) it on the same port and data directory,
 //! which exercises crash recovery as well as a client's reconnection.
 //!
+//! [`start_timescaledb`](PostgresServer::start_timescaledb) starts a server with the TimescaleDB
+//! extension preloaded and created in the `postgres` database (install it first with
+//! `../shared/vendor/install-timescaledb.sh`); its telemetry is off, so it never calls out.
+//!
 //! PostgreSQL refuses to run as root. When the tests run as root (containers, CI), the fixture
 //! hands the temporary directory to the `postgres` system user and runs `initdb` and `postgres`
 //! through `setpriv`, which switches user and then execs, so the pid we hold is the server's own.
@@ -34,8 +38,17 @@ pub struct PostgresServer {
     bin_dir: PathBuf,
     /// `Some((uid, gid))` of the user the server runs as when we are root.
     run_as: Option<(u32, u32)>,
+    /// Extra `-c name=value` settings, kept for restarts.
+    settings: Vec<String>,
     dir: tempfile::TempDir,
 }
+
+/// What a TimescaleDB server needs: the library preloaded, and no telemetry (tests only ever
+/// talk to 127.0.0.1).
+const TIMESCALEDB_SETTINGS: [&str; 2] = [
+    "shared_preload_libraries=timescaledb",
+    "timescaledb.telemetry_level=off",
+];
 
 impl PostgresServer {
     /// Creates a cluster with `initdb`, starts `postgres` on a free loopback port and waits
@@ -44,6 +57,27 @@ impl PostgresServer {
     /// Panics if PostgreSQL is not installed or does not come up: a fixture failure is a broken
     /// test environment, not a test result.
     pub fn start() -> PostgresServer {
+        PostgresServer::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with TimescaleDB preloaded and `CREATE EXTENSION
+    /// timescaledb` run in the `postgres` database, so stores see a TimescaleDB server.
+    ///
+    /// Panics (naming the install script) if the extension is not installed: a test that asks
+    /// for TimescaleDB must not silently run against plain PostgreSQL.
+    pub fn start_timescaledb() -> PostgresServer {
+        let server = PostgresServer::start_with(&TIMESCALEDB_SETTINGS);
+        if let Err(e) = server.psql("CREATE EXTENSION IF NOT EXISTS timescaledb") {
+            panic!(
+                "cannot create the TimescaleDB extension ({e}); install it with \
+                 `bash ../shared/vendor/install-timescaledb.sh` (as root) from the project root"
+            );
+        }
+        server
+    }
+
+    /// Starts a server with extra `-c` settings (`name=value`).
+    fn start_with(settings: &[&str]) -> PostgresServer {
         let bin_dir = find_bin_dir().unwrap_or_else(|| {
             panic!(
                 "`initdb` is neither on PATH nor under /usr/lib/postgresql/*/bin; the PostgreSQL \
@@ -73,6 +107,7 @@ impl PostgresServer {
             port: 0,
             bin_dir,
             run_as,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
             dir,
         };
         server.init_cluster();
@@ -189,6 +224,7 @@ impl PostgresServer {
             // Speed without losing committed rows on `kill`: fsync only matters when the OS
             // crashes. (`synchronous_commit=off` would lose recent commits on a SIGKILL.)
             .args(["-c", "fsync=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
@@ -219,6 +255,36 @@ impl PostgresServer {
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs one SQL statement in the `postgres` database with `psql`.
+    fn psql(&self, sql: &str) -> Result<(), String> {
+        let output = self
+            .command("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-X",
+                "-q",
+            ])
+            .args(["-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "psql exited with {}: {}",
+                output.status,
+                both(&output)
+            ))
         }
     }
 

@@ -8,7 +8,7 @@
 //! [`read_columns`] and [`check_source`] answer "does this file fit these definitions" from the
 //! Parquet footer or the CSV header alone, for `quiver apply`.
 
-mod convert;
+pub(crate) mod convert;
 mod csv;
 mod latest;
 mod parquet;

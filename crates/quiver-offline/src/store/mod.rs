@@ -14,6 +14,12 @@
 //! - `read_range` returns rows with event time in `[start, end)` (either bound optional), in no
 //!   particular order, with exactly the table schema.
 //! - `prune(t, before)` deletes rows with event time `< before` and returns how many.
+//! - `read_latest(t, keys, as_of, ttl)` answers, per key, with the row that wins "latest as of
+//!   `as_of`": the greatest event time `<= as_of` (and `>= as_of - ttl`), ties going to the
+//!   greater created time, a null created time losing to any present one. It is the serving
+//!   fallback behind the online store, so it must answer ~100 keys in milliseconds: PostgreSQL
+//!   runs one indexed query, Parquet keeps a per-table in-memory index (`parquet/index.rs`).
+//!   `lookup.rs` turns a winning row into a [`quiver_core::Record`] for both.
 
 use std::sync::Arc;
 
@@ -24,6 +30,7 @@ use quiver_core::{FeatureView, Field, JoinKey, ScalarType, ValueType};
 
 use crate::error::{OfflineError, Result};
 
+pub(crate) mod lookup;
 pub mod parquet;
 pub mod postgres;
 
@@ -131,7 +138,8 @@ pub trait OfflineStore: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Creates the table if it does not exist; returns what it is (e.g. `TimescaleDB hypertable`,
-    /// `table with index on (user_id, event_timestamp)`, `parquet directory`).
+    /// `table with index on (user_id, event_timestamp DESC, created_timestamp DESC NULLS LAST)`,
+    /// `parquet directory`).
     async fn ensure_table(&self, table: &OfflineTable) -> Result<String>;
 
     /// Replaces the rows with event time in `[start, end)` by `batches`; returns rows written.
@@ -154,9 +162,14 @@ pub trait OfflineStore: Send + Sync {
     /// Deletes rows with event time before `before`; returns how many.
     async fn prune(&self, table: &OfflineTable, before: i64) -> Result<u64>;
 
-    /// Per key, the latest row with event time <= `as_of` (and >= `as_of - ttl_ns` when
-    /// given): ties on event time go to the later created time (a null created time sorts
-    /// first). One entry per key, in order; `None` = no such row. Optional.
+    /// Per key, the latest row with event time <= `as_of` (and >= `as_of - ttl_ns` when given):
+    /// ties on event time go to the later created time (a null created time sorts first).
+    /// One entry per key, in order; None = no such row.
+    ///
+    /// Values are in the table's feature order, typed by the view's field types. A key asked
+    /// twice is answered twice; an empty key list returns an empty vector. A key whose arity or
+    /// value kinds do not match the join keys, or a negative TTL, is an error naming the table.
+    /// Backends that cannot answer point lookups return [`OfflineError::Unsupported`].
     async fn read_latest(
         &self,
         table: &OfflineTable,
@@ -164,10 +177,10 @@ pub trait OfflineStore: Send + Sync {
         as_of: i64,
         ttl_ns: Option<i64>,
     ) -> Result<Vec<Option<quiver_core::Record>>> {
-        let _ = (table, keys, as_of, ttl_ns);
+        let _ = (keys, as_of, ttl_ns);
         Err(OfflineError::Unsupported {
-            origin: format!("offline store `{}`", self.kind()),
-            message: "point lookups are not supported".to_string(),
+            origin: format!("offline table `{}`", table.qualified_name()),
+            message: format!("offline store `{}` cannot look up latest rows", self.kind()),
         })
     }
 

@@ -15,6 +15,7 @@
 //! - `manifest.rs`: the `_manifest` file, the single source of truth for which files are live.
 //! - `files.rs`: day partitions, file names, reading and writing one Parquet file.
 //! - `input.rs`: checks on `write_range` input shared by every backend.
+//! - `index.rs`: the in-memory per-table index that answers `read_latest` (and its trade-offs).
 //!
 //! Why a manifest: replacing a range rewrites whole day files, and a day's rows must never be
 //! visible twice (old file and its replacement) nor vanish. New files are written under fresh
@@ -28,6 +29,7 @@
 //! that loses a race with a writer's cleanup re-reads the manifest and retries.
 
 mod files;
+mod index;
 pub(crate) mod input;
 mod manifest;
 mod store;

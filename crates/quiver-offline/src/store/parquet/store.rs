@@ -8,10 +8,14 @@ use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
+use quiver_core::{EntityKey, Record};
+
 use super::files::store_error;
+use super::index::LatestIndex;
 use super::input::conform_batches;
 use super::table;
 use crate::error::Result;
+use crate::store::lookup::check_request;
 use crate::store::{OfflineStore, OfflineTable};
 
 /// Offline tables as Parquet files under one root directory (see the module docs for layout
@@ -22,7 +26,13 @@ pub struct ParquetOfflineStore {
     /// file disappear under it and two writes never race on one manifest. A std mutex guards
     /// the map only for the lookup, never across an await.
     locks: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+    /// Per table, the lookup index (`index.rs`) once built. The async mutex makes concurrent
+    /// first lookups wait for one build instead of each reading the whole table; it is held
+    /// only to check or replace the index, never during a lookup.
+    indexes: Mutex<HashMap<String, IndexSlot>>,
 }
+
+type IndexSlot = Arc<tokio::sync::Mutex<Option<Arc<LatestIndex>>>>;
 
 impl ParquetOfflineStore {
     /// A store rooted at `root` (created on the first `ensure_table`).
@@ -30,6 +40,7 @@ impl ParquetOfflineStore {
         ParquetOfflineStore {
             root,
             locks: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -47,6 +58,47 @@ impl ParquetOfflineStore {
         // A poisoned map only means another thread panicked while inserting; the map is intact.
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(table.qualified_name()).or_default().clone()
+    }
+}
+
+impl ParquetOfflineStore {
+    fn index_slot(&self, table: &OfflineTable) -> IndexSlot {
+        let mut slots = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(table.qualified_name()).or_default().clone()
+    }
+
+    /// The table's lookup index, rebuilt if the manifest changed since it was built. The
+    /// caller holds the table's read lock, so no write in this process runs meanwhile.
+    async fn current_index(&self, table: &OfflineTable) -> Result<Arc<LatestIndex>> {
+        let dir = self.table_dir(table);
+        let manifest = {
+            let dir = dir.clone();
+            blocking(move || table::current_manifest(&dir)).await?
+        };
+        let slot = self.index_slot(table);
+        let mut slot = slot.lock().await;
+        if let Some(index) = slot.as_ref().filter(|i| i.is_current(&manifest)) {
+            return Ok(index.clone());
+        }
+        // Drop the stale index before building its successor, so the two never coexist.
+        *slot = None;
+        let schema = table.schema.clone();
+        let owned = table.clone();
+        let index = blocking(move || {
+            let (manifest, batches) =
+                table::read_with_manifest(&dir, &schema, i128::MIN, i128::MAX)?;
+            LatestIndex::build(&owned, manifest, &batches)
+        })
+        .await?;
+        let index = Arc::new(index);
+        *slot = Some(index.clone());
+        Ok(index)
+    }
+
+    /// Forgets a table's lookup index (its table is gone).
+    fn forget_index(&self, table: &OfflineTable) {
+        let mut slots = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        slots.remove(&table.qualified_name());
     }
 }
 
@@ -119,6 +171,24 @@ impl OfflineStore for ParquetOfflineStore {
         blocking(move || table::read(&dir, &schema, start, end)).await
     }
 
+    async fn read_latest(
+        &self,
+        table: &OfflineTable,
+        keys: &[EntityKey],
+        as_of: i64,
+        ttl_ns: Option<i64>,
+    ) -> Result<Vec<Option<Record>>> {
+        let lower = check_request(table, keys, as_of, ttl_ns)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lock = self.lock(table);
+        let _guard = lock.read().await;
+        let index = self.current_index(table).await?;
+        // Hash probes and a few hundred value conversions: microseconds, fine on the runtime.
+        index.lookup(keys, as_of, lower)
+    }
+
     async fn prune(&self, table: &OfflineTable, before: i64) -> Result<u64> {
         let dir = self.table_dir(table);
         let schema = table.schema.clone();
@@ -131,6 +201,7 @@ impl OfflineStore for ParquetOfflineStore {
         let dir = self.table_dir(table);
         let lock = self.lock(table);
         let _guard = lock.write().await;
+        self.forget_index(table);
         blocking(move || table::drop_dir(&dir)).await
     }
 }

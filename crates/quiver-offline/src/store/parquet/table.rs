@@ -46,12 +46,27 @@ pub(super) fn read(
     start: i128,
     end: i128,
 ) -> Result<Vec<RecordBatch>> {
+    read_with_manifest(dir, schema, start, end).map(|(_, batches)| batches)
+}
+
+/// The table's manifest, for telling whether something read from it earlier is still current.
+pub(super) fn current_manifest(dir: &Path) -> Result<Manifest> {
+    load_existing(dir)
+}
+
+/// Rows with event time in `[start, end)`, and the manifest that listed the files they came from.
+pub(super) fn read_with_manifest(
+    dir: &Path,
+    schema: &SchemaRef,
+    start: i128,
+    end: i128,
+) -> Result<(Manifest, Vec<RecordBatch>)> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let manifest = load_existing(dir)?;
         match read_entries(dir, schema, &manifest, start, end) {
-            Ok(batches) => return Ok(batches),
+            Ok(batches) => return Ok((manifest, batches)),
             Err(ReadFailure::Failed(e)) => return Err(e),
             Err(ReadFailure::Vanished) if attempt < READ_ATTEMPTS => continue,
             Err(ReadFailure::Vanished) => {

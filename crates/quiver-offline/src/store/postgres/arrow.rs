@@ -203,12 +203,23 @@ fn list_array(item: &FieldRef, rows: &[Row], idx: usize) -> Result<ArrayRef, Str
 
 /// Rows of a `SELECT` of every table column, in schema order, as one batch.
 pub(crate) fn rows_to_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch, String> {
+    rows_to_batch_from(schema, rows, 0)
+}
+
+/// Like [`rows_to_batch`] for a `SELECT` whose table columns start at column `first` (the
+/// ones before are something else, such as the lookup's key position).
+pub(crate) fn rows_to_batch_from(
+    schema: &SchemaRef,
+    rows: &[Row],
+    first: usize,
+) -> Result<RecordBatch, String> {
     let columns = schema
         .fields()
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            column_array(f.data_type(), rows, i).map_err(|e| format!("column `{}`: {e}", f.name()))
+            column_array(f.data_type(), rows, first + i)
+                .map_err(|e| format!("column `{}`: {e}", f.name()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())

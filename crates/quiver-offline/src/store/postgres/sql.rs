@@ -4,7 +4,7 @@
 use arrow_schema::{DataType, TimeUnit};
 use tokio_postgres::types::Type;
 
-use crate::store::{EVENT_TIMESTAMP, OfflineTable};
+use crate::store::{CREATED_TIMESTAMP, EVENT_TIMESTAMP, OfflineTable};
 
 pub(super) const HAS_TIMESCALEDB: &str = include_str!("has_timescaledb.sql");
 pub(super) const CREATE_HYPERTABLE: &str = include_str!("create_hypertable.sql");
@@ -77,9 +77,27 @@ pub(super) struct TableSql {
     pub types: Vec<Type>,
     /// Column declarations in schema order.
     decls: Vec<String>,
-    /// Quoted join keys then `"event_timestamp"`: the lookup index.
+    /// Quoted join keys.
+    keys: Vec<String>,
+    /// Quoted join keys with their index ordering, then the two timestamps newest first: the
+    /// lookup index.
     index_columns: Vec<String>,
 }
+
+/// The lookup index's ordering after the join keys. It is exactly `read_latest`'s order, so
+/// `LIMIT 1` reads one index entry per key and sorts nothing (TimescaleDB's own index is on
+/// event time alone; point-in-time reads go by entity, then time).
+const INDEX_ORDER: [(&str, &str, i16); 2] = [
+    (
+        EVENT_TIMESTAMP,
+        "DESC",
+        INDOPTION_DESC | INDOPTION_NULLS_FIRST,
+    ),
+    (CREATED_TIMESTAMP, "DESC NULLS LAST", INDOPTION_DESC),
+];
+/// `pg_index.indoption` bits (PostgreSQL's `INDOPTION_DESC`, `INDOPTION_NULLS_FIRST`).
+const INDOPTION_DESC: i16 = 1;
+const INDOPTION_NULLS_FIRST: i16 = 2;
 
 impl TableSql {
     pub(super) fn new(schema: &str, table: &OfflineTable) -> Result<TableSql, String> {
@@ -100,18 +118,21 @@ impl TableSql {
             columns.push(name);
             types.push(ty);
         }
-        let index_columns = table
+        let keys = table
             .join_keys
             .iter()
-            .map(String::as_str)
-            .chain([EVENT_TIMESTAMP])
-            .map(quote_ident)
+            .map(|k| quote_ident(k))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut index_columns = keys.clone();
+        for (name, order, _) in INDEX_ORDER {
+            index_columns.push(format!("{} {order}", quote_ident(name)?));
+        }
         Ok(TableSql {
             qualified,
             columns,
             types,
             decls,
+            keys,
             index_columns,
         })
     }
@@ -131,7 +152,7 @@ impl TableSql {
         )
     }
 
-    /// Unnamed, so PostgreSQL picks a name that fits its identifier limit; `has_index.sql`
+    /// Unnamed (no `CREATE INDEX IF NOT EXISTS`, which needs a name), so PostgreSQL picks a name that fits its identifier limit; `has_index.sql`
     /// finds it again by its columns.
     pub(super) fn create_index(&self) -> String {
         format!(
@@ -141,14 +162,85 @@ impl TableSql {
         )
     }
 
-    /// Index column names unquoted, as `has_index.sql` compares them.
-    pub(super) fn index_column_names(table: &OfflineTable) -> Vec<String> {
+    /// Index column names unquoted and their `indoption` flags, as `has_index.sql` compares
+    /// them.
+    pub(super) fn index_signature(table: &OfflineTable) -> (Vec<String>, Vec<i16>) {
+        let mut names = table.join_keys.clone();
+        let mut options = vec![0; names.len()];
+        for (name, _, option) in INDEX_ORDER {
+            names.push(name.to_string());
+            options.push(option);
+        }
+        (names, options)
+    }
+
+    /// The index described for people: `user_id, event_timestamp DESC, ...`.
+    pub(super) fn index_description(table: &OfflineTable) -> String {
+        let order = INDEX_ORDER
+            .iter()
+            .map(|(name, order, _)| format!("{name} {order}"));
         table
             .join_keys
             .iter()
             .cloned()
-            .chain([EVENT_TIMESTAMP.to_string()])
-            .collect()
+            .chain(order)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `read_latest`'s one query for all keys. `$1..$k` are the key columns as arrays (one
+    /// element per requested key, `bigint[]` or `text[]`), `$k+1` the inclusive upper event
+    /// time, `$k+2` the inclusive lower one when `lower`. Returns the key's 1-based position,
+    /// then every table column of its winning row; keys without one return no row.
+    ///
+    /// Each key is its own `LIMIT 1` index probe (a nested loop over the unnested keys), so
+    /// the cost is ~100 index descents, not a scan of the history.
+    pub(super) fn latest(&self, string_keys: &[bool], lower: bool) -> String {
+        let n = self.keys.len();
+        let arrays = string_keys
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("${}::{}[]", i + 1, if *s { "text" } else { "bigint" }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let aliases = (0..n)
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ts = format!("\"{EVENT_TIMESTAMP}\"");
+        let mut filter: Vec<String> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("t.{k} = q.k{i}"))
+            .collect();
+        filter.push(format!("t.{ts} <= ${}", n + 1));
+        if lower {
+            filter.push(format!("t.{ts} >= ${}", n + 2));
+        }
+        let order = INDEX_ORDER
+            .iter()
+            .map(|(name, order, _)| format!("t.\"{name}\" {order}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let inner = self
+            .columns
+            .iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>();
+        let outer = self
+            .columns
+            .iter()
+            .map(|c| format!("w.{c}"))
+            .collect::<Vec<_>>();
+        format!(
+            "SELECT q.ord, {} FROM unnest({arrays}) WITH ORDINALITY AS q({aliases}, ord) \
+             CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {} ORDER BY {order} LIMIT 1) AS w",
+            outer.join(", "),
+            inner.join(", "),
+            self.qualified,
+            filter.join(" AND "),
+        )
     }
 
     /// `WHERE` on event time with `$n` parameters for the bounds that are present.
@@ -236,7 +328,29 @@ mod tests {
         );
         assert_eq!(
             sql.create_index(),
-            "CREATE INDEX ON \"quiver\".\"shop__user_spend__v2\" (\"user_id\", \"event_timestamp\")"
+            "CREATE INDEX ON \"quiver\".\"shop__user_spend__v2\" (\"user_id\", \
+             \"event_timestamp\" DESC, \"created_timestamp\" DESC NULLS LAST)"
+        );
+        assert_eq!(
+            TableSql::index_signature(&table),
+            (
+                vec![
+                    "user_id".to_string(),
+                    EVENT_TIMESTAMP.to_string(),
+                    CREATED_TIMESTAMP.to_string()
+                ],
+                vec![0, 3, 1]
+            )
+        );
+        assert_eq!(
+            sql.latest(&[false], true),
+            "SELECT q.ord, w.\"user_id\", w.\"event_timestamp\", w.\"created_timestamp\", \
+             w.\"tags\", w.\"amount\" FROM unnest($1::bigint[]) WITH ORDINALITY AS q(k0, ord) \
+             CROSS JOIN LATERAL (SELECT t.\"user_id\", t.\"event_timestamp\", \
+             t.\"created_timestamp\", t.\"tags\", t.\"amount\" FROM \
+             \"quiver\".\"shop__user_spend__v2\" AS t WHERE t.\"user_id\" = q.k0 AND \
+             t.\"event_timestamp\" <= $2 AND t.\"event_timestamp\" >= $3 ORDER BY \
+             t.\"event_timestamp\" DESC, t.\"created_timestamp\" DESC NULLS LAST LIMIT 1) AS w"
         );
         assert_eq!(
             sql.delete(true, true),
