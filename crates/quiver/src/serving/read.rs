@@ -215,7 +215,8 @@ impl LayeredReader {
             .run(&flight_keys, |led| async move {
                 let keys: Vec<EntityKey> = led.into_iter().map(|(_, _, k, _)| k).collect();
                 let budget = Some(self.config.compute_budget);
-                self.lookup(view, &keys, at, point_in_time, ctx, budget).await
+                self.lookup(view, &keys, at, point_in_time, ctx, budget)
+                    .await
             })
             .await?;
         Ok(records
@@ -340,10 +341,9 @@ impl FeatureReader for LayeredReader {
             .offline_read(view, &missing_keys, ctx.now, false, ctx)
             .await?;
         self.read_through(view, &missing_keys, &found);
+        // The last layer asked gives the answer, a miss included.
         for (&i, lookup) in missing.iter().zip(found) {
-            if lookup.record.is_some() {
-                answers[i] = lookup;
-            }
+            answers[i] = lookup;
         }
         Ok(answers)
     }
