@@ -5,7 +5,8 @@
 //! - `POST /write-to-online-store`: write rows to the online store.
 //! - `POST /materialize`: materialize views from their sources (the way to materialize into
 //!   the embedded store while the server holds its file).
-//! - `GET /health`, `GET /metrics` ([`routes::ops`]).
+//! - `GET /health` (liveness and the online store), `GET /ready` (503 while warming),
+//!   `GET /metrics` ([`routes::ops`]).
 //!
 //! The server watches the registry file and swaps in the new definitions after a
 //! `quiver apply`, without a restart and without dropping requests.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// No request runs longer (`server.request_timeout`).
     pub request_timeout: Duration,
+    /// True while `serve --warm` loads the online store; `/ready` answers 503 meanwhile.
+    pub warming: std::sync::atomic::AtomicBool,
     pub metrics: PrometheusHandle,
 }
 
@@ -54,6 +57,7 @@ impl AppState {
             max_entities: server.max_entities,
             max_body_bytes: server.max_body_bytes,
             request_timeout: server.request_timeout,
+            warming: std::sync::atomic::AtomicBool::new(false),
             metrics: metrics::handle(),
         })
     }
@@ -94,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::feast::get_online_features),
         )
         .route("/health", get(routes::ops::health))
+        .route("/ready", get(routes::ops::ready))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             bounded_by_request_timeout,
@@ -163,9 +168,48 @@ pub async fn serve(
     on_bound: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(store, addr, ServeOptions::default(), on_bound, shutdown).await
+}
+
+/// How to serve beyond the address.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Warm the online store from the offline layer in the background at start; `/ready`
+    /// answers 503 "warming" until it is done (liveness, `/health`, is unaffected).
+    pub warm: Option<quiver::WarmOptions>,
+}
+
+/// [`serve`] with options.
+pub async fn serve_with(
+    store: FeatureStore,
+    addr: SocketAddr,
+    options: ServeOptions,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let state = AppState::new(store);
+    if let Some(warm) = options.warm {
+        state
+            .warming
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let store = state.store.load_full();
+            match store.warm(&warm).await {
+                Ok(reports) => {
+                    for r in reports {
+                        tracing::info!(view = %r.view, entities = r.entities, written = r.written, "warmed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "warm-up failed; serving without it"),
+            }
+            state
+                .warming
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     let watcher = {
         let state = state.clone();
         let mut seen = std::fs::metadata(state.store.load().registry_path())

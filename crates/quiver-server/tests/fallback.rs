@@ -59,19 +59,26 @@ struct Served {
 }
 
 async fn serve(dir: &Path) -> Served {
+    serve_with(dir, true, quiver_server::ServeOptions::default()).await
+}
+
+async fn serve_with(dir: &Path, materialize: bool, options: quiver_server::ServeOptions) -> Served {
     let mut store = FeatureStore::open(dir).await.unwrap();
     store.apply().await.unwrap();
     store.build(&Default::default()).await.unwrap();
-    store
-        .materialize(&Default::default(), &quiver::NoProgress)
-        .await
-        .unwrap();
+    if materialize {
+        store
+            .materialize(&Default::default(), &quiver::NoProgress)
+            .await
+            .unwrap();
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        quiver_server::serve(
+        quiver_server::serve_with(
             store,
             "127.0.0.1:0".parse().unwrap(),
+            options,
             move |a| {
                 let _ = addr_tx.send(a);
             },
@@ -215,4 +222,50 @@ async fn misses_are_answered_offline_and_read_through() {
     let (status, layer, body, _) = get(&s, "profile_strict", &[5]).await;
     assert_eq!((status, layer.as_str()), (200, "online"), "{body}");
     assert_eq!(body["results"][1]["statuses"], json!(["NOT_FOUND"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warm_loads_the_online_store_and_reports_readiness() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &redis.url());
+    let options = quiver_server::ServeOptions {
+        warm: Some(quiver::WarmOptions {
+            views: vec!["profile_strict".into()],
+            entities: quiver::WarmEntities::Top(5),
+        }),
+    };
+    let s = serve_with(dir.path(), false, options).await;
+    let url = |path: &str| format!("http://{}{path}", s.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = s.client.get(url("/health")).send().await.unwrap();
+        assert_eq!(
+            health.status().as_u16(),
+            200,
+            "liveness never fails while warming"
+        );
+        let ready = s.client.get(url("/ready")).send().await.unwrap();
+        let status = ready.status().as_u16();
+        let body: Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
+        if status == 200 {
+            assert_eq!(body["status"], "ready");
+            break;
+        }
+        assert_eq!((status, body["status"].as_str()), (503, Some("warming")));
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The view has no fallback: PRESENT means the warm-up wrote it. All 20 users share the
+    // latest event time, so which 5 are "top" is the key order; count them.
+    let ids: Vec<i64> = (1..=20).collect();
+    let (_, layer, body, _) = get(&s, "profile_strict", &ids).await;
+    assert_eq!(layer, "online");
+    let present = body["results"][1]["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| *s == "PRESENT")
+        .count();
+    assert_eq!(present, 5, "{body}");
 }

@@ -13,6 +13,14 @@ pub struct Args {
     /// Port (default: `server.port`, 6566; 0 picks a free one).
     #[arg(long)]
     port: Option<u16>,
+    /// Warm the online store from the offline layer in the background at start (every entity
+    /// in the offline store; `--warm-top N` for the N most recent per view). `/ready` answers
+    /// 503 until it is done.
+    #[arg(long)]
+    warm: bool,
+    /// With `--warm`: only the N entities with the most recent events per view.
+    #[arg(long, requires = "warm")]
+    warm_top: Option<usize>,
 }
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -39,9 +47,19 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             tracing::error!(error = %e, "signal handling failed; stopping");
         }
     };
-    quiver_server::serve(
+    let options = quiver_server::ServeOptions {
+        warm: args.warm.then(|| quiver::WarmOptions {
+            views: Vec::new(),
+            entities: match args.warm_top {
+                Some(n) => quiver::WarmEntities::Top(n),
+                None => quiver::WarmEntities::All,
+            },
+        }),
+    };
+    quiver_server::serve_with(
         store,
         addr,
+        options,
         |bound| println!("Quiver feature server listening on http://{bound}"),
         shutdown,
     )

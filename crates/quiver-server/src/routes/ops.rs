@@ -23,6 +23,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                 StatusCode::OK,
                 axum::Json(json!({
                     "status": "ok",
+                    "warming": state.warming.load(std::sync::atomic::Ordering::SeqCst),
                     "project": current.project_name(),
                     "registry_serial": serial,
                     "online_store": {
@@ -48,6 +49,19 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// `GET /ready`: 200 once the server is ready for traffic, 503 `warming` while `serve --warm`
+/// is loading the online store.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.warming.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "warming"})),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
 }
 
 /// `GET /metrics`.
