@@ -157,6 +157,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Faulty<S> {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+
+    fn shared_locks(&self) -> Option<&dyn crate::Locks> {
+        self.inner.shared_locks()
+    }
 }
 
 #[async_trait]

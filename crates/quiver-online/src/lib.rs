@@ -113,6 +113,12 @@ pub trait OnlineStoreRead: Send + Sync {
 
     /// Short backend name (`memory`, `embedded`, `redis`) for logs and `/health`.
     fn kind(&self) -> &'static str;
+
+    /// Locks every process using this store shares (Redis), for stampede protection across
+    /// processes; `None` for stores only one process uses (in-process single-flight suffices).
+    fn shared_locks(&self) -> Option<&dyn Locks> {
+        None
+    }
 }
 
 /// Writing side of an online store.
@@ -153,6 +159,10 @@ impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
 
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+
+    fn shared_locks(&self) -> Option<&dyn Locks> {
+        (**self).shared_locks()
     }
 }
 

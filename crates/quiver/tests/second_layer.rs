@@ -305,3 +305,51 @@ async fn warm_loads_the_top_entities_from_the_offline_layer() {
         .unwrap();
     assert_eq!((reports[0].entities, reports[0].written), (3, 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_missing_one_key_look_it_up_once() {
+    let redis = quiver_test_utils::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path());
+    let config = CONFIG.replace(
+        "online_store:\n  type: memory\n",
+        &format!("online_store:\n  type: redis\n  url: \"{}\"\n", redis.url()),
+    );
+    std::fs::write(dir.path().join("quiver.yaml"), config).unwrap();
+    // Two stores over one Redis and one offline directory, sharing nothing in memory: what two
+    // server processes share.
+    let open_one = || async {
+        let project = Project::load(dir.path()).unwrap();
+        let online = quiver_online::open(&project.config.online_store, &project.dir)
+            .await
+            .unwrap();
+        let offline: Arc<dyn OfflineStore> = Arc::new(SlowLookups(ParquetOfflineStore::new(
+            dir.path().join(".quiver/offline"),
+        )));
+        FeatureStore::with_stores(project, online, Some(offline)).unwrap()
+    };
+    let mut first = open_one().await;
+    first.apply().await.unwrap();
+    first.build(&Default::default()).await.unwrap();
+    let second = open_one().await;
+    let stores = [Arc::new(first), Arc::new(second)];
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .get_online_features(&request(&["profile:age"], &[7]))
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        let response = t.await.unwrap();
+        assert_eq!(response.columns[1].values, [Value::Int64(27)]);
+    }
+    let lookups: Vec<u64> = stores
+        .iter()
+        .map(|s| s.reader().offline_lookups().1)
+        .collect();
+    assert_eq!(lookups.iter().sum::<u64>(), 1, "{lookups:?}");
+}

@@ -313,6 +313,10 @@ impl OnlineStoreRead for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn shared_locks(&self) -> Option<&dyn crate::Locks> {
+        Some(self)
+    }
 }
 
 #[async_trait]

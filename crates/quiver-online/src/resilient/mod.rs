@@ -287,6 +287,12 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Resilient<S> {
     fn kind(&self) -> &'static str {
         self.store
     }
+
+    // The inner store's: a lock call is one short command, bounded by the store's own
+    // command timeout.
+    fn shared_locks(&self) -> Option<&dyn crate::Locks> {
+        self.inner.shared_locks()
+    }
 }
 
 // Writes are not retried here. They are idempotent (newer wins, so writing the same rows twice

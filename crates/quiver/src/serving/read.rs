@@ -13,7 +13,10 @@
 //! - **point in time**: a request `as_of` t is answered by the offline layer alone, with the
 //!   training-set rule (nothing after t; plain views within their TTL);
 //! - **no stampede**: concurrent misses of one (view, version, entity) look it up once per
-//!   process ([`SingleFlight`]).
+//!   process ([`SingleFlight`]) and once across processes sharing a Redis: the process that
+//!   takes the key's lock (`SET NX PX`, released by its owner after the write-back) looks it
+//!   up; the others re-read the online store until the value lands, and look up themselves
+//!   only if it does not within a second (the holder went away).
 //!
 //! Fault injection for tests wraps the online store itself (`quiver_online::faulty::Faulty`),
 //! below this reader.
@@ -24,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use quiver_core::definitions::{Fallback, FallbackOn};
 use quiver_core::{EntityKey, Record};
-use quiver_online::OnlineStore;
+use quiver_online::{LockToken, OnlineStore};
 
 use super::flight::SingleFlight;
 use crate::catalog::{Catalog, ServedView};
@@ -192,6 +195,7 @@ impl LayeredReader {
         keys: &[EntityKey],
         at: i64,
         point_in_time: bool,
+        miss: bool,
         ctx: &ReadContext<'_>,
     ) -> Result<Vec<Lookup>> {
         let layer = match view.definition.is_derived() {
@@ -214,9 +218,14 @@ impl LayeredReader {
             .flight
             .run(&flight_keys, |led| async move {
                 let keys: Vec<EntityKey> = led.into_iter().map(|(_, _, k, _)| k).collect();
-                let budget = Some(self.config.compute_budget);
-                self.lookup(view, &keys, at, point_in_time, ctx, budget)
-                    .await
+                match miss {
+                    true => self.lookup_coordinated(view, &keys, at, ctx).await,
+                    false => {
+                        let budget = Some(self.config.compute_budget);
+                        self.lookup(view, &keys, at, point_in_time, ctx, budget)
+                            .await
+                    }
+                }
             })
             .await?;
         Ok(records
@@ -281,27 +290,157 @@ impl LayeredReader {
         }
     }
 
-    /// Writes what the offline layer found back to the online store, off the request's path.
-    fn read_through(&self, view: &ServedView, keys: &[EntityKey], found: &[Lookup]) {
-        if !self.config.read_through {
-            return;
-        }
-        let rows: Vec<(EntityKey, Record)> = keys
-            .iter()
-            .zip(found)
-            .filter_map(|(k, l)| l.record.clone().map(|r| (k.clone(), r)))
-            .collect();
-        if rows.is_empty() {
+    /// Writes what the offline layer found back to the online store, off the request's path,
+    /// then releases the cross-process locks taken for those keys (so another process waiting
+    /// on them finds the value online).
+    fn read_through(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        found: &[Option<Record>],
+        release: Vec<(String, LockToken)>,
+    ) {
+        let rows: Vec<(EntityKey, Record)> = match self.config.read_through {
+            true => keys
+                .iter()
+                .zip(found)
+                .filter_map(|(k, r)| r.clone().map(|r| (k.clone(), r)))
+                .collect(),
+            false => Vec::new(),
+        };
+        if rows.is_empty() && release.is_empty() {
             return;
         }
         let (store, table) = (self.write_back.clone(), view.table.clone());
         tokio::spawn(async move {
-            if let Err(e) = store.write(&table, &rows).await {
+            if !rows.is_empty()
+                && let Err(e) = store.write(&table, &rows).await
+            {
                 tracing::debug!(error = %e, view = %table.view, "read-through write failed");
+            }
+            if let Some(locks) = store.shared_locks() {
+                for (name, token) in release {
+                    let _ = locks.unlock(&name, &token).await;
+                }
             }
         });
     }
+
+    /// A miss lookup coordinated across processes sharing the online store (Redis): per key,
+    /// the process that takes the key's lock looks it up and writes it back; the others re-read
+    /// the online store until that value lands, and look up themselves only if it does not
+    /// within [`LOCK_WAIT`] (the holder went away). Stores without shared locks: a plain
+    /// lookup and write-back.
+    async fn lookup_coordinated(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        at: i64,
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Option<Record>>> {
+        let budget = Some(self.config.compute_budget);
+        let locks = match self.config.read_through {
+            true => self.write_back.shared_locks(),
+            false => None,
+        };
+        let Some(locks) = locks else {
+            let found = self.lookup(view, keys, at, false, ctx, budget).await?;
+            self.read_through(view, keys, &found, Vec::new());
+            return Ok(found);
+        };
+        let mut mine: Vec<usize> = Vec::new();
+        let mut held: Vec<(String, LockToken)> = Vec::new();
+        let mut theirs: Vec<usize> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let name = format!(
+                "{}:v{}:{}",
+                view.definition.name,
+                view.table.version,
+                key.storage_suffix()
+            );
+            match locks.try_lock(&name, LOCK_TTL).await {
+                Ok(Some(token)) => {
+                    mine.push(i);
+                    held.push((name, token));
+                }
+                Ok(None) => theirs.push(i),
+                // No coordination possible: look it up here.
+                Err(_) => mine.push(i),
+            }
+        }
+        let mut out: Vec<Option<Record>> = vec![None; keys.len()];
+        if !mine.is_empty() {
+            let led: Vec<EntityKey> = mine.iter().map(|&i| keys[i].clone()).collect();
+            let found = match self.lookup(view, &led, at, false, ctx, budget).await {
+                Ok(found) => found,
+                Err(e) => {
+                    self.read_through(view, &[], &[], held);
+                    return Err(e);
+                }
+            };
+            self.read_through(view, &led, &found, held);
+            for (&i, r) in mine.iter().zip(found) {
+                out[i] = r;
+            }
+        }
+        if !theirs.is_empty() {
+            let rest = self
+                .await_other_process(view, keys, &theirs, &mut out, ctx)
+                .await;
+            if !rest.is_empty() {
+                let led: Vec<EntityKey> = rest.iter().map(|&i| keys[i].clone()).collect();
+                let found = self.lookup(view, &led, at, false, ctx, budget).await?;
+                self.read_through(view, &led, &found, Vec::new());
+                for (&i, r) in rest.iter().zip(found) {
+                    out[i] = r;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-reads the online store for the keys at `positions` (another process holds their
+    /// locks) until their values land or [`LOCK_WAIT`] (or the request's deadline) passes;
+    /// fills `out` and returns the positions still missing.
+    async fn await_other_process(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        positions: &[usize],
+        out: &mut [Option<Record>],
+        ctx: &ReadContext<'_>,
+    ) -> Vec<usize> {
+        let mut until = tokio::time::Instant::now() + LOCK_WAIT;
+        if let Some(deadline) = ctx.deadline {
+            until = until.min(deadline);
+        }
+        let mut pending: Vec<usize> = positions.to_vec();
+        while !pending.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(LOCK_POLL).await;
+            let ks: Vec<EntityKey> = pending.iter().map(|&i| keys[i].clone()).collect();
+            let Ok(read) = self.write_back.read(&view.table, &ks).await else {
+                break;
+            };
+            let mut still = Vec::new();
+            for (&i, record) in pending.iter().zip(read) {
+                match record {
+                    Some(r) => out[i] = Some(r),
+                    None => still.push(i),
+                }
+            }
+            pending = still;
+        }
+        pending
+    }
 }
+
+/// How long a miss lookup's cross-process lock is leased (it is released as soon as the value
+/// is written back; the lease only matters if the holder dies).
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a process waits for another one's lookup before doing its own.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the waiting process re-reads the online store.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[async_trait]
 impl FeatureReader for LayeredReader {
@@ -315,7 +454,7 @@ impl FeatureReader for LayeredReader {
             return Ok(Vec::new());
         }
         if let Some(at) = ctx.as_of {
-            return self.offline_read(view, keys, at, true, ctx).await;
+            return self.offline_read(view, keys, at, true, false, ctx).await;
         }
         let policy = self.policy(view).clone();
         let mut answers = match self.online.read(view, keys, ctx).await {
@@ -323,7 +462,9 @@ impl FeatureReader for LayeredReader {
             Err(e) if e.kind() == ErrorKind::Unavailable && policy.on(FallbackOn::Unavailable) => {
                 tracing::debug!(error = %e, view = %view.definition.name, "online store unavailable; answering from the offline layer");
                 // Nothing is written back: the online store is down.
-                return self.offline_read(view, keys, ctx.now, false, ctx).await;
+                return self
+                    .offline_read(view, keys, ctx.now, false, false, ctx)
+                    .await;
             }
             Err(e) => return Err(e),
         };
@@ -338,9 +479,8 @@ impl FeatureReader for LayeredReader {
         }
         let missing_keys: Vec<EntityKey> = missing.iter().map(|&i| keys[i].clone()).collect();
         let found = self
-            .offline_read(view, &missing_keys, ctx.now, false, ctx)
+            .offline_read(view, &missing_keys, ctx.now, false, true, ctx)
             .await?;
-        self.read_through(view, &missing_keys, &found);
         // The last layer asked gives the answer, a miss included.
         for (&i, lookup) in missing.iter().zip(found) {
             answers[i] = lookup;
