@@ -161,6 +161,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Faulty<S> {
     fn shared_locks(&self) -> Option<&dyn crate::Locks> {
         self.inner.shared_locks()
     }
+
+    fn resilience(&self) -> Option<crate::resilient::ResilienceState> {
+        self.inner.resilience()
+    }
 }
 
 #[async_trait]

@@ -119,6 +119,12 @@ pub trait OnlineStoreRead: Send + Sync {
     fn shared_locks(&self) -> Option<&dyn Locks> {
         None
     }
+
+    /// The circuit breaker and retry counters when the store is wrapped in [`Resilient`], for
+    /// `/health` and metrics.
+    fn resilience(&self) -> Option<resilient::ResilienceState> {
+        None
+    }
 }
 
 /// Writing side of an online store.
@@ -163,6 +169,10 @@ impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
 
     fn shared_locks(&self) -> Option<&dyn Locks> {
         (**self).shared_locks()
+    }
+
+    fn resilience(&self) -> Option<resilient::ResilienceState> {
+        (**self).resilience()
     }
 }
 

@@ -121,6 +121,20 @@ async fn get(s: &Served, view: &str, ids: &[i64]) -> (u16, String, Value, Durati
     (status, layer, body, started.elapsed())
 }
 
+async fn get_health(s: &Served) -> (u16, Value) {
+    let resp = s
+        .client
+        .get(format!("http://{}/health", s.addr))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap(),
+    )
+}
+
 fn expected_ages(ids: &[i64]) -> Value {
     json!(ids.iter().map(|id| 40 + id).collect::<Vec<_>>())
 }
@@ -179,6 +193,12 @@ async fn redis_killed_stalled_and_restarted_while_clients_stream() {
         let (status, layer, body, _) = get(&s, "profile", &ids).await;
         assert_eq!((status, layer.as_str()), (200, "offline"), "{body}");
     }
+    let (status, health) = get_health(&s).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(
+        health["online_store"]["circuit"]["state"], "open",
+        "{health}"
+    );
     // A view without fallback: a JSON 503 within the deadline.
     let (status, _, body, took) = get(&s, "profile_strict", &ids).await;
     assert_eq!(status, 503, "{body}");
@@ -203,6 +223,12 @@ async fn redis_killed_stalled_and_restarted_while_clients_stream() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!("online answers resumed {resumed:?} after the restart");
+    let (status, health) = get_health(&s).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        health["online_store"]["circuit"]["state"], "closed",
+        "{health}"
+    );
     assert!(
         resumed < Duration::from_secs(3),
         "online resumed after {resumed:?}"

@@ -293,6 +293,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Resilient<S> {
     fn shared_locks(&self) -> Option<&dyn crate::Locks> {
         self.inner.shared_locks()
     }
+
+    fn resilience(&self) -> Option<ResilienceState> {
+        Some(self.state())
+    }
 }
 
 // Writes are not retried here. They are idempotent (newer wins, so writing the same rows twice

@@ -16,6 +16,20 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let current = state.store.load_full();
     let store = current.online_store();
     let serial = current.registry().map(|r| r.serial).ok();
+    let circuit = store.resilience().map(|r| {
+        let state = r.breaker.state;
+        metrics::gauge!("quiver_online_circuit_open").set(match state {
+            quiver::online_store::resilient::BreakerState::Closed => 0.0,
+            quiver::online_store::resilient::BreakerState::HalfOpen => 0.5,
+            quiver::online_store::resilient::BreakerState::Open => 1.0,
+        });
+        json!({
+            "state": state.as_str(),
+            "consecutive_failures": r.breaker.consecutive_failures,
+            "retries": r.retries,
+            "timeouts": r.timeouts,
+        })
+    });
     match store.ping().await {
         Ok(latency) => {
             metrics::gauge!("quiver_online_store_up").set(1.0);
@@ -30,6 +44,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                         "kind": store.kind(),
                         "ok": true,
                         "ping_ms": latency.as_secs_f64() * 1e3,
+                        "circuit": circuit,
                     },
                 })),
             )
@@ -43,7 +58,12 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                     "status": "unavailable",
                     "project": current.project_name(),
                     "registry_serial": serial,
-                    "online_store": {"kind": store.kind(), "ok": false, "error": e.to_string()},
+                    "online_store": {
+                        "kind": store.kind(),
+                        "ok": false,
+                        "error": e.to_string(),
+                        "circuit": circuit,
+                    },
                 })),
             )
                 .into_response()
