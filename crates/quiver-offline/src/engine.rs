@@ -421,7 +421,8 @@ fn check_entity_keys(entities: &RecordBatch, view: &FeatureView, origin: &str) -
     Ok(())
 }
 
-fn column_list(batch: &RecordBatch) -> String {
+/// The batch's column names, backticked and comma-separated, for messages.
+pub fn column_list(batch: &RecordBatch) -> String {
     batch
         .schema()
         .fields()

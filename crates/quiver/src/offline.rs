@@ -269,7 +269,7 @@ fn entity_times(entities: &RecordBatch, column: &str, origin: &str) -> Result<Ar
     let ts_col = entities.column_by_name(column).ok_or_else(|| {
         Error::InvalidRequest(format!(
             "{origin}: no timestamp column `{column}` (columns: {})",
-            column_list(entities)
+            engine::column_list(entities)
         ))
     })?;
     let times = quiver_offline::source::column_to_nanos(column, ts_col)
@@ -333,16 +333,6 @@ fn entity_columns(
         }
     }
     Ok((fields, columns))
-}
-
-fn column_list(batch: &RecordBatch) -> String {
-    batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| format!("`{}`", f.name()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl FeatureStore {
