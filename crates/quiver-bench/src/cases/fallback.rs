@@ -10,9 +10,11 @@
 //!   offline layer, every value PRESENT), so the c=8 pair gives the fallback's throughput as a
 //!   share of the normal path's, in the same run.
 //!
-//! The breaker opens after the first failed reads (the warm-up absorbs them); while Redis stays
-//! down it lets one probe through per cooldown, which fails at once (connection refused), so the
-//! measured reads are the offline layer's plus the breaker's fast failure.
+//! The breaker opens after the first failed reads (before the measured window: the checked
+//! first call and the warm-up absorb them); while Redis stays down it lets one probe through per
+//! cooldown (1 s), and the request carrying that probe waits for it to fail before falling back,
+//! so each killed point's max (and its p99.9 when it has few requests per second) includes that
+//! wait; every other request fails online at once and is answered by the offline layer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -221,7 +223,11 @@ async fn prepare(
         backend,
         rows,
         build_seconds,
-        table: reports.first().map(|r| r.table.clone()).unwrap_or_default(),
+        // Without the temporary directory's path (`parquet directory /tmp/...`).
+        table: reports
+            .first()
+            .map(|r| r.table.split(" /").next().unwrap_or_default().to_string())
+            .unwrap_or_default(),
     };
     Ok((dir, store, built))
 }
