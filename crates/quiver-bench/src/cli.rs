@@ -8,7 +8,15 @@ use clap::Parser;
 /// Every case, in the order they run. The HTTP case runs before the library case so the process
 /// RSS it reports is not inflated by the other cases' allocations; materialization runs last for
 /// the same reason (it holds a million records in memory).
-pub const ALL_CASES: [&str; 6] = ["codec", "raw", "http", "library", "memory", "materialize"];
+pub const ALL_CASES: [&str; 7] = [
+    "codec",
+    "raw",
+    "http",
+    "library",
+    "memory",
+    "fallback",
+    "materialize",
+];
 
 /// Quiver's end-to-end benchmarks: HTTP and library reads against Redis next to the raw-Redis
 /// limit, materialization, codecs and memory. Prints a markdown report and writes it into
@@ -30,7 +38,8 @@ pub struct Args {
     pub duration_secs: Option<f64>,
 
     /// Cases to run, comma-separated (default all): codec, raw, http, library, memory,
-    /// materialize. `soak` (only with `--soak-seconds`) names no case: `--cases soak` runs the
+    /// fallback, materialize. `fallback` starts its own redis-server (it kills it) and a
+    /// PostgreSQL cluster, whatever `--redis-url` says. `soak` (only with `--soak-seconds`) names no case: `--cases soak` runs the
     /// soak alone.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
@@ -164,6 +173,11 @@ mod tests {
     fn cases_keep_run_order() {
         let args = Args::parse_from(["quiver-bench", "--cases", "materialize,codec"]);
         assert_eq!(args.selected_cases().unwrap(), vec!["codec", "materialize"]);
+        let args = Args::parse_from(["quiver-bench", "--cases", "materialize,fallback"]);
+        assert_eq!(
+            args.selected_cases().unwrap(),
+            vec!["fallback", "materialize"]
+        );
         let args = Args::parse_from(["quiver-bench", "--cases", "nope"]);
         assert!(args.selected_cases().is_err());
         let args = Args::parse_from(["quiver-bench", "--cases", "soak"]);

@@ -14,7 +14,7 @@
 //! - [`setup`]: the Redis target, the generated projects and their Parquet data.
 //! - [`load`]: the closed-loop load generator (N tasks, warm-up, fixed duration, HdrHistogram).
 //! - [`cases`]: one module per case: `http`, `library`, `raw` (the Redis limit), `materialize`,
-//!   `codec`, `memory`.
+//!   `codec`, `memory`, `fallback` (Redis killed, the offline store answering).
 //! - [`report`]: the results, the targets of issue 3, and their markdown.
 //! - [`machine`]: what the run ran on (uname, CPU, load) and process RSS from `/proc`.
 //! - [`server`]: the feature server as a separate process (this executable with

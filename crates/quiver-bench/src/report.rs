@@ -136,6 +136,50 @@ pub struct RssRow {
     pub after: u64,
 }
 
+/// The offline store answering the fallback case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OfflineBackend {
+    Parquet,
+    Postgres,
+}
+
+impl OfflineBackend {
+    pub fn label(self) -> &'static str {
+        match self {
+            OfflineBackend::Parquet => "Parquet",
+            OfflineBackend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The p99 target for 100 × 50 at concurrency 1 with every read falling back, ms.
+    pub fn p99_target_ms(self) -> f64 {
+        match self {
+            OfflineBackend::Parquet => 20.0,
+            OfflineBackend::Postgres => 10.0,
+        }
+    }
+}
+
+/// One load point of the fallback case: library reads with Redis up (answered online) or
+/// killed (every read answered by the offline store).
+#[derive(Clone, Debug)]
+pub struct FallbackRow {
+    pub backend: OfflineBackend,
+    pub redis_up: bool,
+    pub load: LoadRow,
+}
+
+/// How the fallback case's offline history was built.
+#[derive(Clone, Debug)]
+pub struct FallbackSetup {
+    pub backend: OfflineBackend,
+    /// Rows `FeatureStore::build` wrote into the offline table.
+    pub rows: u64,
+    pub build_seconds: f64,
+    /// What the offline store says the table is.
+    pub table: String,
+}
+
 /// Everything one run measured.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -155,6 +199,8 @@ pub struct Report {
     /// The bench process's own `VmHWM` at the end of the run.
     pub peak_rss: Option<u64>,
     pub soak: Option<SoakRow>,
+    pub fallback: Vec<FallbackRow>,
+    pub fallback_setups: Vec<FallbackSetup>,
 }
 
 /// The soak: HTTP at a fixed concurrency for minutes, the server's RSS sampled.
@@ -370,6 +416,90 @@ impl Report {
         out
     }
 
+    fn fallback_row(
+        &self,
+        backend: OfflineBackend,
+        redis_up: bool,
+        shape: Shape,
+        concurrency: usize,
+    ) -> Option<&FallbackRow> {
+        self.fallback.iter().find(|r| {
+            r.backend == backend
+                && r.redis_up == redis_up
+                && r.load.shape == shape
+                && r.load.concurrency == concurrency
+        })
+    }
+
+    /// A Redis-killed row's throughput as a share of the Redis-up row of the same backend,
+    /// shape and concurrency.
+    fn vs_redis_up(&self, row: &FallbackRow) -> Option<f64> {
+        if row.redis_up {
+            return None;
+        }
+        let up = self.fallback_row(row.backend, true, row.load.shape, row.load.concurrency)?;
+        (up.load.per_second > 0.0).then(|| row.load.per_second / up.load.per_second)
+    }
+
+    /// The fallback targets, each with this run's figure: the p99 of 100 × 50 at concurrency 1
+    /// with every read falling back (per offline store), and the fallback's throughput next to
+    /// the normal path's (no target: reported).
+    pub fn fallback_targets(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        for backend in [OfflineBackend::Postgres, OfflineBackend::Parquet] {
+            let target_ms = backend.p99_target_ms();
+            let Some(r) = self.fallback_row(backend, false, SHAPES[1], 1) else {
+                continue;
+            };
+            let p99 = r.load.latency.p99 as f64 / 1e6;
+            out.push(Target {
+                target: format!(
+                    "fallback from {} (Redis killed), {} c=1: p99 ≤ {target_ms} ms",
+                    backend.label(),
+                    SHAPES[1]
+                ),
+                measured: format!(
+                    "p99 {} ms (p50 {}, p99.9 {}), {} errors",
+                    fmt_ms(r.load.latency.p99),
+                    fmt_ms(r.load.latency.p50),
+                    fmt_ms(r.load.latency.p999),
+                    r.load.errors
+                ),
+                met: Some(p99 <= target_ms && r.load.errors == 0),
+            });
+        }
+        let mut down: Vec<&FallbackRow> = self
+            .fallback
+            .iter()
+            .filter(|r| !r.redis_up && r.load.concurrency > 1)
+            .collect();
+        down.sort_by_key(|r| (r.backend, r.load.shape, r.load.concurrency));
+        for r in down {
+            let Some(ratio) = self.vs_redis_up(r) else {
+                continue;
+            };
+            let up = self
+                .fallback_row(r.backend, true, r.load.shape, r.load.concurrency)
+                .map_or(0.0, |u| u.load.per_second);
+            out.push(Target {
+                target: format!(
+                    "fallback throughput from {}, {} c={}: share of the normal path (Redis up)",
+                    r.backend.label(),
+                    r.load.shape,
+                    r.load.concurrency
+                ),
+                measured: format!(
+                    "{} ({} vs {} req/s)",
+                    fmt_pct(ratio),
+                    fmt_count(r.load.per_second),
+                    fmt_count(up)
+                ),
+                met: None,
+            });
+        }
+        out
+    }
+
     /// The markdown section for `docs/benchmarks.md` (and stdout).
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -537,6 +667,110 @@ impl Report {
             s.push('\n');
         }
 
+        if !self.fallback.is_empty() {
+            s.push_str("#### Fallback (second layer)\n\n");
+            s.push_str(
+                "Library reads (`FeatureStore::get_online_features`) of a project with \
+                 `serving: {fallback: {layer: offline, on: [unavailable, miss]}}` and \
+                 `resilience: {timeout: 150ms, retries: 1, breaker_failures: 3, \
+                 breaker_cooldown: 1s}`, its own `redis-server` and the same 10,000 entities × 50 \
+                 float32 in Redis (materialized) and in the offline store (`FeatureStore::build`). \
+                 *Redis up*: answered online; *killed*: `redis-server` SIGKILLed, every response \
+                 checked to be answered by the offline layer (`layer_summary() == \"offline\"`) \
+                 with every value PRESENT.\n\n",
+            );
+            if !self.fallback_setups.is_empty() {
+                let rows: Vec<Vec<String>> = self
+                    .fallback_setups
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.backend.label().to_string(),
+                            f.table.clone(),
+                            fmt_count(f.rows as f64),
+                            format!("{:.2}", f.build_seconds),
+                        ]
+                    })
+                    .collect();
+                s.push_str(&markdown_table(
+                    &["offline store", "table", "rows built", "build seconds"],
+                    2,
+                    &rows,
+                ));
+                s.push('\n');
+            }
+            let mut rows: Vec<&FallbackRow> = self.fallback.iter().collect();
+            rows.sort_by_key(|r| {
+                (
+                    r.backend,
+                    r.load.shape,
+                    r.load.concurrency,
+                    std::cmp::Reverse(r.redis_up),
+                )
+            });
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.backend.label().to_string(),
+                        r.load.shape.to_string(),
+                        if r.redis_up {
+                            "up (online)".into()
+                        } else {
+                            "killed (offline)".into()
+                        },
+                        r.load.concurrency.to_string(),
+                        fmt_count(r.load.per_second),
+                        fmt_ms(r.load.latency.p50),
+                        fmt_ms(r.load.latency.p99),
+                        fmt_ms(r.load.latency.p999),
+                        fmt_ms(r.load.latency.max),
+                        self.vs_redis_up(r).map(fmt_pct).unwrap_or_default(),
+                        r.load.errors.to_string(),
+                    ]
+                })
+                .collect();
+            s.push_str(&markdown_table(
+                &[
+                    "offline store",
+                    "entities × features",
+                    "Redis",
+                    "conc.",
+                    "req/s",
+                    "p50",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "vs Redis up",
+                    "errors",
+                ],
+                3,
+                &table,
+            ));
+            for r in rows.iter().filter(|r| r.load.first_error.is_some()) {
+                let _ = writeln!(
+                    s,
+                    "\nFirst error of {} {} c={} (Redis {}): {}",
+                    r.backend.label(),
+                    r.load.shape,
+                    r.load.concurrency,
+                    if r.redis_up { "up" } else { "killed" },
+                    r.load.first_error.as_deref().unwrap_or_default()
+                );
+            }
+            s.push('\n');
+            let targets = self.fallback_targets();
+            if !targets.is_empty() {
+                s.push_str("#### Fallback targets\n\n");
+                s.push_str(&markdown_table(
+                    &["target", "measured", "met"],
+                    3,
+                    &target_rows(targets),
+                ));
+                s.push('\n');
+            }
+        }
+
         if self.memory.is_some() || !self.rss.is_empty() {
             s.push_str("#### Memory\n\n");
             let mut rows = Vec::new();
@@ -595,24 +829,32 @@ impl Report {
         let targets = self.targets();
         if !targets.is_empty() {
             s.push_str("#### Targets (issue 3)\n\n");
-            let rows: Vec<Vec<String>> = targets
-                .into_iter()
-                .map(|t| {
-                    vec![
-                        t.target,
-                        t.measured,
-                        match t.met {
-                            Some(true) => "met".into(),
-                            Some(false) => "**not met**".into(),
-                            None => "—".into(),
-                        },
-                    ]
-                })
-                .collect();
-            s.push_str(&markdown_table(&["target", "measured", "met"], 3, &rows));
+            s.push_str(&markdown_table(
+                &["target", "measured", "met"],
+                3,
+                &target_rows(targets),
+            ));
         }
         s
     }
+}
+
+/// Targets as table rows: target, measured, met / **not met** / —.
+fn target_rows(targets: Vec<Target>) -> Vec<Vec<String>> {
+    targets
+        .into_iter()
+        .map(|t| {
+            vec![
+                t.target,
+                t.measured,
+                match t.met {
+                    Some(true) => "met".into(),
+                    Some(false) => "**not met**".into(),
+                    None => "—".into(),
+                },
+            ]
+        })
+        .collect()
 }
 
 /// The payload name of the vector codec case.
@@ -785,6 +1027,55 @@ mod tests {
             "{}",
             grown.render()
         );
+    }
+
+    #[test]
+    fn fallback_targets_and_share_of_the_normal_path() {
+        let row = |backend, redis_up, shape, concurrency, rps, p99_ms: f64| FallbackRow {
+            backend,
+            redis_up,
+            load: LoadRow {
+                path: ReadPath::Library,
+                shape,
+                concurrency,
+                per_second: rps,
+                latency: Latency {
+                    p50: (p99_ms * 5e5) as u64,
+                    p99: (p99_ms * 1e6) as u64,
+                    p999: (p99_ms * 1e6) as u64,
+                    max: (p99_ms * 1e6) as u64,
+                },
+                errors: 0,
+                first_error: None,
+            },
+        };
+        let (pg, pq) = (OfflineBackend::Postgres, OfflineBackend::Parquet);
+        let report = Report {
+            fallback: vec![
+                row(pg, false, SHAPES[1], 1, 200.0, 12.0),
+                row(pq, false, SHAPES[1], 1, 300.0, 19.0),
+                row(pq, true, SHAPES[1], 8, 8_000.0, 2.0),
+                row(pq, false, SHAPES[1], 8, 2_000.0, 9.0),
+            ],
+            ..Report::default()
+        };
+        let targets = report.fallback_targets();
+        assert_eq!(targets.len(), 3, "{targets:?}");
+        assert!(targets[0].target.contains("PostgreSQL"), "{targets:?}");
+        assert_eq!(targets[0].met, Some(false));
+        assert_eq!(targets[1].met, Some(true));
+        assert_eq!(targets[2].measured, "25% (2,000 vs 8,000 req/s)");
+        assert_eq!(targets[2].met, None);
+        let rendered = report.render();
+        assert!(
+            rendered.contains(
+                "| Parquet | 100 × 50 | killed (offline) | 8 | 2,000 | 4.500 | 9.000 | 9.000 | \
+                 9.000 | 25% | 0 |"
+            ),
+            "{rendered}"
+        );
+        assert!(rendered.contains("#### Fallback targets"), "{rendered}");
+        assert!(!rendered.contains("#### Targets (issue 3)"), "{rendered}");
     }
 
     #[test]

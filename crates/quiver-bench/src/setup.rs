@@ -166,12 +166,23 @@ pub fn write_project(
     redis_url: &str,
     views: &[(&str, &str, usize)],
 ) -> anyhow::Result<()> {
+    write_project_with_config(
+        dir,
+        &format!("project: {project}\nonline_store:\n  type: redis\n  url: \"{redis_url}\"\n"),
+        views,
+    )
+}
+
+/// [`write_project`] with `config` as the whole `quiver.yaml` (the fallback case adds the
+/// offline store, resilience and serving blocks).
+pub fn write_project_with_config(
+    dir: &Path,
+    config: &str,
+    views: &[(&str, &str, usize)],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("features"))?;
     std::fs::create_dir_all(dir.join("data"))?;
-    std::fs::write(
-        dir.join("quiver.yaml"),
-        format!("project: {project}\nonline_store:\n  type: redis\n  url: \"{redis_url}\"\n"),
-    )?;
+    std::fs::write(dir.join("quiver.yaml"), config)?;
     let mut defs = String::from("entities:\n  - {name: item, join_keys: [id]}\nsources:\n");
     for (_, source, _) in views {
         defs.push_str(&format!(

@@ -32,7 +32,7 @@ impl Worker for LibraryWorker {
     }
 }
 
-fn requests(shape: Shape) -> Arc<[OnlineRequest]> {
+pub(crate) fn requests(shape: Shape) -> Arc<[OnlineRequest]> {
     let features = feature_refs(shape);
     request_ids(shape)
         .into_iter()

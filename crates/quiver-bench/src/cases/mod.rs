@@ -7,8 +7,11 @@
 //! - [`memory`]: Redis bytes per entity for 50 float32 features.
 //! - [`materialize`]: rows/s of `FeatureStore::materialize` from a generated Parquet source.
 //! - [`codec`]: MessagePack vs JSON record encode/decode.
+//! - [`fallback`]: library reads with Redis killed, answered by the offline store (Parquet,
+//!   PostgreSQL), next to the same reads with Redis up.
 
 pub mod codec;
+pub mod fallback;
 pub mod http;
 pub mod library;
 pub mod materialize;
@@ -36,7 +39,10 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
         duration_seconds: args.duration().as_secs_f64(),
         ..Report::default()
     };
-    let redis = if args.soak_seconds.is_some() || cases.iter().any(|c| *c != "codec") {
+    // The fallback case starts (and kills) its own redis-server.
+    let redis = if args.soak_seconds.is_some()
+        || cases.iter().any(|c| !matches!(*c, "codec" | "fallback"))
+    {
         let redis = RedisTarget::start(args.redis_url.as_deref())?;
         report.machine.redis_version = setup::redis_version(&mut redis.connect().await?).await?;
         report.redis = if redis.is_ours() {
@@ -92,6 +98,17 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
             "materialize" => {
                 let redis = redis.as_ref().ok_or_else(need)?;
                 report.materialize = Some(materialize::run(redis, args.materialize_rows()).await?);
+            }
+            "fallback" => {
+                let result = fallback::run(&args).await?;
+                report.fallback = result.rows;
+                report.fallback_setups = result.setups;
+                if report.machine.redis_version.is_empty() {
+                    report.machine.redis_version = result.redis_version;
+                    report.redis = "started by the fallback case on an ephemeral loopback \
+                                    port, then killed"
+                        .into();
+                }
             }
             other => anyhow::bail!("case `{other}` has no runner (this is a bug in quiver-bench)"),
         }
