@@ -1,5 +1,20 @@
 //! The `quiver` command line. Thin: parse arguments, set up logging, call the library.
 
+/// `println!` that ends the program quietly when stdout is closed (`quiver get --json | head`)
+/// instead of panicking: the reader has what it wanted.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 mod commands;
 
 use std::path::PathBuf;

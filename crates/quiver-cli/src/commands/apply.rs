@@ -12,15 +12,15 @@ pub async fn run(project: &Path, _args: Args) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     if report.changes.is_empty() {
-        println!("No changes; registry at serial {}.", report.serial);
+        say!("No changes; registry at serial {}.", report.serial);
     } else {
-        println!("Applied (registry serial {}):", report.serial);
+        say!("Applied (registry serial {}):", report.serial);
         for c in &report.changes {
-            println!("  {c}");
+            say!("  {c}");
         }
     }
     for (view, table) in &report.offline_tables {
-        println!("Offline store: `{view}` -> {table}");
+        say!("Offline store: `{view}` -> {table}");
     }
     Ok(())
 }

@@ -28,9 +28,13 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         })
         .await?;
     for r in &reports {
-        println!(
+        say!(
             "{} v{}: {} rows into {} ({:.2}s)",
-            r.view, r.version, r.rows, r.table, r.seconds
+            r.view,
+            r.version,
+            r.rows,
+            r.table,
+            r.seconds
         );
         super::print_skipped(&r.view, r.rows_null_timestamp, r.rows_null_key);
     }
@@ -47,7 +51,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             )
             .await?;
         for v in &report.views {
-            println!("{} v{}: {} entities online", v.view, v.version, v.written);
+            say!("{} v{}: {} entities online", v.view, v.version, v.written);
         }
     }
     Ok(())

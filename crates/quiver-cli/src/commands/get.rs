@@ -61,7 +61,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     };
     let response = store.get_online_features(&request).await?;
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&quiver_server::routes::feast::render(&response))?
         );
@@ -84,7 +84,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        println!("{}", id.join(","));
+        say!("{}", id.join(","));
         for (name, col) in response
             .feature_names
             .iter()
@@ -92,7 +92,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             .skip(keys)
         {
             let ts = col.event_timestamps[row];
-            println!(
+            say!(
                 "  {name:<width$}  {:<16}  {:<15}  {}",
                 col.values[row].display_short(),
                 col.statuses[row].as_str(),

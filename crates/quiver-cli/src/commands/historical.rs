@@ -62,7 +62,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     }
     let out = training.batch;
     quiver::offline_io::write_parquet(&args.out, &out)?;
-    println!(
+    say!(
         "{} rows x {} columns written to {} ({:.2}s)",
         out.num_rows(),
         out.num_columns(),

@@ -9,9 +9,14 @@ pub async fn run(project: &Path, _args: Args) -> anyhow::Result<()> {
     let mut store = quiver::FeatureStore::open(project).await?;
     let report = store.materialize_incremental(&quiver::NoProgress).await?;
     for v in &report.views {
-        println!(
+        say!(
             "{} v{}: {} rows in window, {} written, {} kept newer online, {} rejected",
-            v.view, v.version, v.rows_in_window, v.written, v.skipped_older, v.rejected
+            v.view,
+            v.version,
+            v.rows_in_window,
+            v.written,
+            v.skipped_older,
+            v.rejected
         );
     }
     Ok(())
@@ -28,10 +33,10 @@ pub async fn prune(project: &Path, args: PruneArgs) -> anyhow::Result<()> {
     let store = quiver::FeatureStore::open(project).await?;
     let pruned = store.prune(&args.views).await?;
     if pruned.is_empty() {
-        println!("No view has a `retention`; nothing pruned.");
+        say!("No view has a `retention`; nothing pruned.");
     }
     for (view, rows) in pruned {
-        println!("{view}: {rows} rows older than its retention deleted");
+        say!("{view}: {rows} rows older than its retention deleted");
     }
     Ok(())
 }

@@ -16,15 +16,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let report = quiver::init_project(&args.dir, args.name.as_deref(), args.seed)?;
-    println!("Created Quiver project in {}", report.dir.display());
+    say!("Created Quiver project in {}", report.dir.display());
     for f in &report.files {
-        println!("  {}", f.strip_prefix(&report.dir).unwrap_or(f).display());
+        say!("  {}", f.strip_prefix(&report.dir).unwrap_or(f).display());
     }
-    println!(
+    say!(
         "Sample data: {} users ({} profile rows), {} transactions",
-        report.users, report.user_rows, report.transactions
+        report.users,
+        report.user_rows,
+        report.transactions
     );
-    println!(
+    say!(
         "Next: cd {} && quiver apply && quiver materialize && quiver get user_profile:age --entity user_id=42",
         report.dir.display()
     );

@@ -61,7 +61,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     };
     let report = store.materialize(&options, &bars).await?;
     for v in &report.views {
-        println!(
+        say!(
             "{} v{}: {} rows scanned, {} in window, {} entities, {} written, {} kept newer online, {} rejected ({:.2}s)",
             v.view,
             v.version,
@@ -75,10 +75,10 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         );
         super::print_skipped(&v.view, v.rows_null_timestamp, v.rows_null_key);
         for r in &v.rejections {
-            println!("  rejected: {r}");
+            say!("  rejected: {r}");
         }
         if v.rejected as usize > v.rejections.len() {
-            println!(
+            say!(
                 "  ... and {} more",
                 v.rejected as usize - v.rejections.len()
             );

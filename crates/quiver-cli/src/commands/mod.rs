@@ -44,9 +44,9 @@ impl ViewWindow {
 /// `--strict` flags refuse them instead); silent when there were none.
 pub fn print_skipped(view: &str, null_timestamp: u64, null_key: u64) {
     if null_timestamp > 0 {
-        println!("  {view}: skipped {null_timestamp} source rows with a null event time");
+        say!("  {view}: skipped {null_timestamp} source rows with a null event time");
     }
     if null_key > 0 {
-        println!("  {view}: skipped {null_key} source rows with a null join key");
+        say!("  {view}: skipped {null_key} source rows with a null join key");
     }
 }

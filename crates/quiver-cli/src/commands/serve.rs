@@ -60,7 +60,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         store,
         addr,
         options,
-        |bound| println!("Quiver feature server listening on http://{bound}"),
+        |bound| say!("Quiver feature server listening on http://{bound}"),
         shutdown,
     )
     .await

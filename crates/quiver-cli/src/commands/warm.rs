@@ -46,9 +46,15 @@ impl Args {
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let store = quiver::FeatureStore::open(project).await?;
     for r in store.warm(&args.options()?).await? {
-        println!(
+        say!(
             "{} v{}: {} entities, {} written, {} kept newer online, {} not in the offline layer ({:.2}s)",
-            r.view, r.version, r.entities, r.written, r.skipped_older, r.missing, r.seconds
+            r.view,
+            r.version,
+            r.entities,
+            r.written,
+            r.skipped_older,
+            r.missing,
+            r.seconds
         );
     }
     Ok(())
