@@ -415,3 +415,28 @@ async fn materialize_rejects_values_beyond_the_declared_type() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_empty_entity_file_gives_typed_empty_feature_columns() {
+    let (_dir, store) = open().await;
+    let empty = entity_rows("2025-01-01T12:00:00Z").slice(0, 0);
+    let out = store
+        .get_historical_features(
+            &empty,
+            &FeatureSelection::Features(vec![
+                "plain:amount".into(),
+                "agg:amount__count__1d".into(),
+            ]),
+            &HistoricalOptions::default(),
+        )
+        .await
+        .unwrap()
+        .batch;
+    assert_eq!(out.num_rows(), 0);
+    let amount = out
+        .column_by_name("amount")
+        .expect("the feature column is there");
+    assert_eq!(amount.data_type(), &DataType::Float64);
+    let count = out.column_by_name("amount__count__1d").unwrap();
+    assert_eq!(count.data_type(), &DataType::Int64);
+}
