@@ -54,6 +54,15 @@ impl KeyValue {
         }
     }
 
+    /// Whether this value can be a key of type `ty` (strings for string keys, integers for
+    /// the others).
+    pub fn fits(&self, ty: ScalarType) -> bool {
+        match self {
+            KeyValue::Str(_) => ty == ScalarType::String,
+            KeyValue::Int(_) => ty != ScalarType::String,
+        }
+    }
+
     /// Parses command-line text as a key of type `ty`.
     pub fn parse(text: &str, ty: ScalarType) -> Result<KeyValue, String> {
         match ty {

@@ -565,6 +565,18 @@ pub fn entity_keys(
     rows: &RecordBatch,
     origin: &str,
 ) -> Result<Vec<quiver_core::EntityKey>> {
+    Ok(keyed_rows(view, rows, origin)?
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect())
+}
+
+/// [`entity_keys`] with each key's row.
+fn keyed_rows(
+    view: &FeatureView,
+    rows: &RecordBatch,
+    origin: &str,
+) -> Result<Vec<(usize, quiver_core::EntityKey)>> {
     check_entity_keys(rows, view, origin)?;
     let names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
     let columns: Vec<ArrayRef> = key_columns(rows, &names)?
@@ -582,12 +594,11 @@ pub fn entity_keys(
     (0..rows.num_rows())
         .filter(|&row| columns.iter().all(|c| c.is_valid(row)))
         .map(|row| {
-            Ok(quiver_core::EntityKey(
-                columns
-                    .iter()
-                    .map(|c| key_value(c, row))
-                    .collect::<Result<_>>()?,
-            ))
+            let key = columns
+                .iter()
+                .map(|c| key_value(c, row))
+                .collect::<Result<_>>()?;
+            Ok((row, quiver_core::EntityKey(key)))
         })
         .collect()
 }
@@ -601,9 +612,11 @@ pub fn keys_by_recency(
     let mut latest: std::collections::HashMap<quiver_core::EntityKey, i64> =
         std::collections::HashMap::new();
     for batch in batches {
-        let keys = entity_keys(view, batch, "the offline table")?;
         let times = times(batch, EVENT_TIMESTAMP);
-        for (key, t) in keys.into_iter().zip(times) {
+        for (row, key) in keyed_rows(view, batch, "the offline table")? {
+            let Some(&t) = times.get(row) else {
+                continue;
+            };
             let slot = latest.entry(key).or_insert(t);
             *slot = (*slot).max(t);
         }

@@ -121,7 +121,7 @@ fn key_columns<'r>(
                 request.entities[0].0
             )));
         }
-        if let Some(i) = values.iter().position(|v| !fits(v, *ty)) {
+        if let Some(i) = values.iter().position(|v| !v.fits(*ty)) {
             return Err(Error::InvalidRequest(format!(
                 "entity key `{name}` row {i}: expected {}, got `{}`",
                 expected_kind(*ty),
@@ -140,13 +140,6 @@ fn key_columns<'r>(
         )));
     }
     Ok(columns)
-}
-
-fn fits(value: &KeyValue, ty: ScalarType) -> bool {
-    match value {
-        KeyValue::Str(_) => ty == ScalarType::String,
-        KeyValue::Int(_) => ty != ScalarType::String,
-    }
 }
 
 fn expected_kind(ty: ScalarType) -> &'static str {

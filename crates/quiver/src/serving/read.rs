@@ -456,7 +456,7 @@ impl FeatureReader for LayeredReader {
         if let Some(at) = ctx.as_of {
             return self.offline_read(view, keys, at, true, false, ctx).await;
         }
-        let policy = self.policy(view).clone();
+        let policy = self.policy(view);
         let mut answers = match self.online.read(view, keys, ctx).await {
             Ok(answers) => answers,
             Err(e) if e.kind() == ErrorKind::Unavailable && policy.on(FallbackOn::Unavailable) => {

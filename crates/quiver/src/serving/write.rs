@@ -1,6 +1,6 @@
 //! Writing rows straight to the online store (Feast's `write-to-online-store`), typed.
 
-use quiver_core::{EntityKey, KeyValue, Record, ScalarType};
+use quiver_core::{EntityKey, Record};
 use quiver_online::WriteSummary;
 
 use crate::error::{Error, Result};
@@ -31,9 +31,7 @@ impl FeatureStore {
                 )));
             }
             for (k, v) in view.join_keys.iter().zip(&key.0) {
-                let fits = matches!((v, k.key_type), (KeyValue::Str(_), ScalarType::String))
-                    || (matches!(v, KeyValue::Int(_)) && k.key_type != ScalarType::String);
-                if !fits {
+                if !v.fits(k.key_type) {
                     return Err(problem(format!(
                         "join key `{}` is {}, got `{v}`",
                         k.name,
