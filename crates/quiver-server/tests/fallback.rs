@@ -3,6 +3,8 @@
 //! without one a JSON 503 within the deadline, and online answers resume after a restart
 //! without restarting Quiver.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -57,7 +59,7 @@ fn write_project(dir: &Path, redis_url: &str) {
 struct Served {
     addr: SocketAddr,
     client: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _running: common::Running,
 }
 
 async fn serve(dir: &Path) -> Served {
@@ -74,27 +76,11 @@ async fn serve_with(dir: &Path, materialize: bool, options: quiver_server::Serve
             .await
             .unwrap();
     }
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        quiver_server::serve_with(
-            store,
-            "127.0.0.1:0".parse().unwrap(),
-            options,
-            move |a| {
-                let _ = addr_tx.send(a);
-            },
-            async {
-                let _ = rx.await;
-            },
-        )
-        .await
-        .unwrap();
-    });
+    let running = common::spawn(store, options).await;
     Served {
-        addr: addr_rx.await.unwrap(),
+        addr: running.addr,
         client: reqwest::Client::new(),
-        _shutdown: tx,
+        _running: running,
     }
 }
 

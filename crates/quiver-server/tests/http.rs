@@ -1,6 +1,8 @@
 //! The feature server over a real socket (127.0.0.1:0): Feast's shapes, statuses, and every
 //! bad-input case answered with a 4xx JSON error.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -50,7 +52,7 @@ struct Server {
     addr: SocketAddr,
     client: reqwest::Client,
     dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _running: common::Running,
 }
 
 impl Server {
@@ -59,27 +61,12 @@ impl Server {
         write_project(dir.path());
         let mut store = FeatureStore::open(dir.path()).await.unwrap();
         store.apply().await.unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            quiver_server::serve(
-                store,
-                "127.0.0.1:0".parse().unwrap(),
-                move |a| {
-                    let _ = addr_tx.send(a);
-                },
-                async {
-                    let _ = rx.await;
-                },
-            )
-            .await
-            .unwrap();
-        });
+        let running = common::spawn(store, Default::default()).await;
         Server {
-            addr: addr_rx.await.unwrap(),
+            addr: running.addr,
             client: reqwest::Client::new(),
             dir,
-            _shutdown: tx,
+            _running: running,
         }
     }
 
