@@ -8,6 +8,7 @@
 //!   feature views, feature services) and the constraint checks rows must pass.
 //! - [`record`]: the online record format (header byte, ordered timestamps, MessagePack or JSON
 //!   payload, zstd over a threshold) shared by every online store.
+//! - [`queue`]: positions in a record namespace's export queue.
 //! - [`status`]: serving statuses (PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE).
 //! - [`duration`]: `30d`-style durations used in definitions and configuration.
 
@@ -15,6 +16,7 @@ pub mod definitions;
 pub mod duration;
 pub mod entity_key;
 pub mod error;
+pub mod queue;
 pub mod record;
 pub mod status;
 pub mod value;
@@ -25,6 +27,7 @@ pub use definitions::{
 };
 pub use entity_key::{EntityKey, KeyValue};
 pub use error::{CoreError, Result};
+pub use queue::QueuePosition;
 pub use record::{Codec, Record, RecordCodec};
 pub use status::FeatureStatus;
 pub use value::{ScalarType, Value, ValueType};
