@@ -154,6 +154,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Faulty<S> {
         self.inner.ping().await
     }
 
+    fn records(&self) -> Option<std::sync::Arc<dyn crate::RecordStore>> {
+        self.inner.records()
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -10,6 +10,8 @@
 //! - [`resilient`]: [`Resilient`], a decorator over any store: timeouts, read retries within a
 //!   deadline, and a circuit breaker, so serving fails fast when the backend is down or stalled.
 //! - [`faulty`]: [`Faulty`], a decorator that injects failures and delays on demand (tests).
+//! - [`records`]: [`RecordStore`], record namespaces: records cached with a TTL and a durable
+//!   export queue per namespace (Redis Streams; embedded tables).
 //! - [`lock`]: [`Locks`], short-lived named locks (stampede protection); Redis implements them
 //!   with `SET NX PX`, the in-process stores with [`LocalLocks`].
 //!
@@ -30,6 +32,7 @@ pub mod error;
 pub mod faulty;
 pub mod lock;
 pub mod memory;
+pub mod records;
 pub mod redis;
 pub mod resilient;
 
@@ -43,6 +46,7 @@ pub use config::{OnlineStoreConfig, open};
 pub use error::{OnlineError, Result};
 pub use faulty::Faulty;
 pub use lock::{LocalLocks, LockToken, Locks};
+pub use records::RecordStore;
 pub use resilient::{ResilienceConfig, Resilient};
 
 /// The records of one feature view version.
@@ -125,6 +129,11 @@ pub trait OnlineStoreRead: Send + Sync {
     fn resilience(&self) -> Option<resilient::ResilienceState> {
         None
     }
+
+    /// The store's record namespaces and export queues (`None`: this backend has none).
+    fn records(&self) -> Option<Arc<dyn RecordStore>> {
+        None
+    }
 }
 
 /// Writing side of an online store.
@@ -173,6 +182,10 @@ impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
 
     fn resilience(&self) -> Option<resilient::ResilienceState> {
         (**self).resilience()
+    }
+
+    fn records(&self) -> Option<Arc<dyn RecordStore>> {
+        (**self).records()
     }
 }
 

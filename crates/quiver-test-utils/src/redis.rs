@@ -29,6 +29,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// SIGSTOPped and not yet resumed.
     stopped: bool,
+    /// `appendonly yes`, `appendfsync always`: a restart replays what was acknowledged.
+    durable: bool,
 }
 
 impl RedisServer {
@@ -37,6 +39,17 @@ impl RedisServer {
     /// Panics if `redis-server` is not installed or does not come up: a fixture failure is a
     /// broken test environment, not a test result.
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// [`start`](Self::start) with persistence: every write is appended to an AOF and fsynced
+    /// before Redis answers (`appendfsync always`), and [`restart`](Self::restart) replays it,
+    /// as a production Redis that must not lose accepted records is configured.
+    pub fn start_durable() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
         let binary = find_on_path("redis-server").unwrap_or_else(|| {
             panic!(
                 "`redis-server` is not on PATH; the Redis tests need a real server \
@@ -53,6 +66,7 @@ impl RedisServer {
             binary,
             dir,
             stopped: false,
+            durable,
         };
         server.port = start_on_free_port("redis-server", START_ATTEMPTS, |port| {
             server.port = port;
@@ -106,8 +120,9 @@ impl RedisServer {
         self.stopped = false;
     }
 
-    /// Kills the server if it runs, then starts a fresh one (empty, persistence is off) on the
-    /// same port, and waits until it answers PING.
+    /// Kills the server if it runs, then starts it again on the same port (empty, unless it was
+    /// started [`durable`](Self::start_durable): then with what its AOF holds), and waits until
+    /// it answers PING.
     pub fn restart(&mut self) {
         self.kill();
         // The old socket may linger briefly after SIGKILL; retry until the port binds again.
@@ -129,7 +144,8 @@ impl RedisServer {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(["--appendonly", if self.durable { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")

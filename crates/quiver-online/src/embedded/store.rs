@@ -31,9 +31,9 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The open database, shared by every handle from [`EmbeddedStore::with_codec`]: redb locks the
 /// file, so one process can open it only once.
-struct Shared {
-    db: Database,
-    path: PathBuf,
+pub(super) struct Shared {
+    pub(super) db: Database,
+    pub(super) path: PathBuf,
     sweeper: AbortHandle,
     /// In-process locks: redb lets one process open the file, so no other process competes.
     locks: LocalLocks,
@@ -48,7 +48,7 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    fn err(&self, e: impl Into<redb::Error>) -> OnlineError {
+    pub(super) fn err(&self, e: impl Into<redb::Error>) -> OnlineError {
         backend_error(&self.path, e.into())
     }
 
@@ -67,6 +67,7 @@ impl Shared {
                 removed += 1;
             }
         }
+        removed += super::records::sweep(&txn, now).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))?;
         Ok(removed)
     }
@@ -140,7 +141,7 @@ impl EmbeddedStore {
     }
 
     /// Runs blocking redb work off the async runtime.
-    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T> + Send + 'static,
@@ -238,6 +239,10 @@ impl OnlineStoreRead for EmbeddedStore {
 
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    fn records(&self) -> Option<Arc<dyn crate::RecordStore>> {
+        Some(Arc::new(self.clone()))
     }
 }
 

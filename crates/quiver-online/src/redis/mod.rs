@@ -6,6 +6,8 @@
 //!   of script calls, each call writing up to 100 keys).
 //! - `lock`: [`crate::Locks`] for [`RedisStore`]: `SET key token NX PX ttl` to take a lock, a
 //!   compare-and-delete script to release it, keys `{prefix}:lock:{name}`.
+//! - [`records`]: [`crate::records::RecordStore`]: cached records and the export queue (a Stream
+//!   with a consumer group).
 //! - `script`: the Lua scripts (newer-wins writes, owner-only unlock), and glob escaping for SCAN.
 //! - `errors`: mapping client errors to [`crate::OnlineError`] without leaking the password.
 //!
@@ -15,6 +17,7 @@
 
 mod errors;
 mod lock;
+pub mod records;
 mod script;
 pub mod store;
 

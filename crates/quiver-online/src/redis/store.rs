@@ -50,6 +50,11 @@ pub(super) struct Shared {
     target: Target,
     pub(super) key_prefix: String,
     command_timeout: Duration,
+    /// What this store connected with, so record namespaces isolated in another logical
+    /// database can connect there (`records`).
+    pub(super) config: RedisConfig,
+    /// Stores on other logical databases, by number, opened on first use.
+    pub(super) dbs: tokio::sync::Mutex<std::collections::HashMap<u32, RedisStore>>,
 }
 
 /// The Redis online store. Cheap to clone; clones share the connections.
@@ -71,6 +76,11 @@ impl RedisStore {
     /// the URL), loads the write script, and fails with `Unavailable` if the server does not
     /// answer within the connect timeout.
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        Self::connect_db(config, None).await
+    }
+
+    /// [`connect`](Self::connect), to logical database `db` instead of the URL's.
+    pub async fn connect_db(config: &RedisConfig, db: Option<u32>) -> Result<Self> {
         let connect_timeout =
             parse_duration("online_store.connect_timeout", &config.connect_timeout)?;
         let command_timeout =
@@ -79,12 +89,19 @@ impl RedisStore {
         if config.url.starts_with("rediss://") {
             install_tls_provider();
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+        let config_error = |e: RedisError| {
             OnlineError::Config(format!(
                 "field `online_store.url`: {}",
                 target.message("parse", &e)
             ))
-        })?;
+        };
+        let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
+            .map_err(config_error)?;
+        if let Some(db) = db {
+            let settings = info.redis_settings().clone().set_db(i64::from(db));
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(config_error)?;
         // Few, short reconnect attempts: a caller waits at most the command timeout anyway, and
         // the next call starts a new attempt if these fail.
         let manager_config = ConnectionManagerConfig::new()
@@ -116,6 +133,8 @@ impl RedisStore {
             target,
             key_prefix: config.key_prefix.clone(),
             command_timeout,
+            config: config.clone(),
+            dbs: Default::default(),
         };
         // Load the script now so a server that forbids scripting fails at startup, not at the
         // first materialization.
@@ -316,6 +335,10 @@ impl OnlineStoreRead for RedisStore {
 
     fn shared_locks(&self) -> Option<&dyn crate::Locks> {
         Some(self)
+    }
+
+    fn records(&self) -> Option<Arc<dyn crate::RecordStore>> {
+        Some(Arc::new(self.clone()))
     }
 }
 

@@ -284,6 +284,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Resilient<S> {
             .await
     }
 
+    fn records(&self) -> Option<std::sync::Arc<dyn crate::RecordStore>> {
+        self.inner.records()
+    }
+
     fn kind(&self) -> &'static str {
         self.store
     }
