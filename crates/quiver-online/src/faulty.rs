@@ -158,6 +158,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Faulty<S> {
         self.inner.records()
     }
 
+    async fn memory(&self) -> Result<Option<crate::MemoryUsage>> {
+        self.inner.memory().await
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

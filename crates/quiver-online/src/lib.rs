@@ -134,6 +134,20 @@ pub trait OnlineStoreRead: Send + Sync {
     fn records(&self) -> Option<Arc<dyn RecordStore>> {
         None
     }
+
+    /// Memory the backend uses and its limit, for `/health` and metrics (`None`: not known).
+    async fn memory(&self) -> Result<Option<MemoryUsage>> {
+        Ok(None)
+    }
+}
+
+/// A backend's memory: used bytes and the configured limit (`None`: unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryUsage {
+    pub used_bytes: u64,
+    pub max_bytes: Option<u64>,
+    /// Keys evicted for memory since the server started.
+    pub evicted_keys: u64,
 }
 
 /// Writing side of an online store.
@@ -186,6 +200,10 @@ impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
 
     fn records(&self) -> Option<Arc<dyn RecordStore>> {
         (**self).records()
+    }
+
+    async fn memory(&self) -> Result<Option<MemoryUsage>> {
+        (**self).memory().await
     }
 }
 

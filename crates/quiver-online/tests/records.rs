@@ -233,6 +233,15 @@ async fn redis_keys_an_operator_can_read_and_a_database_per_namespace() {
         store.get(&isolated, "z").await.unwrap().unwrap(),
         b"{\"id\":\"z\"}"
     );
+
+    // What the memory alert watches.
+    let memory = store
+        .memory()
+        .await
+        .unwrap()
+        .expect("redis reports its memory");
+    assert!(memory.used_bytes > 100_000, "{memory:?}");
+    assert_eq!(memory.max_bytes, None, "the fixture sets no maxmemory");
 }
 
 #[tokio::test]

@@ -340,6 +340,29 @@ impl OnlineStoreRead for RedisStore {
     fn records(&self) -> Option<Arc<dyn crate::RecordStore>> {
         Some(Arc::new(self.clone()))
     }
+
+    async fn memory(&self) -> Result<Option<crate::MemoryUsage>> {
+        let info: String = self
+            .shared
+            .run("info", |mut conn| async move {
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .arg("stats")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Ok(field("used_memory").map(|used_bytes| crate::MemoryUsage {
+            used_bytes,
+            max_bytes: field("maxmemory").filter(|&m| m > 0),
+            evicted_keys: field("evicted_keys").unwrap_or(0),
+        }))
+    }
 }
 
 #[async_trait]

@@ -288,6 +288,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Resilient<S> {
         self.inner.records()
     }
 
+    async fn memory(&self) -> Result<Option<crate::MemoryUsage>> {
+        self.inner.memory().await
+    }
+
     fn kind(&self) -> &'static str {
         self.store
     }
