@@ -396,6 +396,18 @@ pub struct FeatureService {
     pub features: Vec<FeatureRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Log what is served through this service (a record of the built-in `served_features`
+    /// namespace per logged request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<ServiceLogging>,
+}
+
+/// A feature service's `logging:` block.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLogging {
+    /// The share of requests logged, in (0, 1].
+    pub sample_rate: f64,
 }
 
 /// All definitions of a project, validated: every reference resolves.

@@ -142,6 +142,9 @@ pub struct FeatureServiceDef {
     pub features: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// `{sample_rate: 1.0}`: log every answer made through the service.
+    #[serde(default)]
+    pub logging: Option<super::ServiceLogging>,
 }
 
 /// Parses one file's text; the error carries serde's line and column.

@@ -370,12 +370,24 @@ impl Definitions {
                         ),
                     }
                 }
+                if let Some(l) = &s.logging
+                    && !(l.sample_rate > 0.0 && l.sample_rate <= 1.0)
+                {
+                    ctx.err(
+                        file,
+                        format!(
+                            "{what}: field `logging.sample_rate`: {} is not in (0, 1]",
+                            l.sample_rate
+                        ),
+                    );
+                }
                 defs.feature_services.insert(
                     s.name.clone(),
                     FeatureService {
                         name: s.name.clone(),
                         features,
                         description: s.description.clone(),
+                        logging: s.logging,
                     },
                 );
             }
@@ -595,6 +607,25 @@ feature_services:
         assert_eq!(d.feature_services["basics"].features.len(), 2);
         assert_eq!(d.feature_services["everything"].features.len(), 3);
         assert_eq!(v.fields[2].constraints.dim, Some(16));
+    }
+
+    #[test]
+    fn service_logging_sample_rate() {
+        let logged = GOOD.replace(
+            "  - name: everything\n",
+            "  - name: everything\n    logging: {sample_rate: 0.25}\n",
+        );
+        let d = build(&logged).unwrap();
+        assert_eq!(
+            d.feature_services["everything"].logging.map(|l| l.sample_rate),
+            Some(0.25)
+        );
+        assert_eq!(d.feature_services["basics"].logging, None);
+        let err = build(&logged.replace("0.25", "1.5")).unwrap_err().to_string();
+        assert!(
+            err.contains("feature service `everything`: field `logging.sample_rate`: 1.5"),
+            "{err}"
+        );
     }
 
     #[test]
