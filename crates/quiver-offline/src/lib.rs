@@ -17,6 +17,8 @@
 //! - [`engine`]: a view's answers over its source: its history, its features at given times,
 //!   a derived view's latest values.
 //! - [`store`]: the [`store::OfflineStore`] trait and its backends (feature history per view version).
+//! - [`records`]: the [`records::RecordSink`] trait, where record namespaces (transactions,
+//!   predictions, served-feature logs) are exported, implemented by both offline stores.
 //! - [`io`]: whole-file reads of entity files and Parquet writes of training sets.
 //! - [`error`]: [`OfflineError`] and the [`Result`] alias.
 //!
@@ -26,11 +28,13 @@ pub mod compute;
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod records;
 pub mod sample;
 pub mod source;
 pub mod store;
 
 pub use error::{OfflineError, Result};
+pub use records::{RecordSink, RecordTable};
 pub use sample::{SampleSummary, write_quickstart_data, write_sample};
 pub use source::{
     LatestRows, ReadRequest, check_source, read_columns, read_latest, read_latest_with_batch_size,

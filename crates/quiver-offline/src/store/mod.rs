@@ -7,6 +7,9 @@
 //! - `parquet/`: the default, a directory of Parquet files partitioned by view version and UTC day.
 //! - `postgres/`: one table per view version (a TimescaleDB hypertable when the extension exists).
 //!
+//! Both backends are also record sinks ([`OfflineStore::records`], `crate::records`): where
+//! record namespaces are exported.
+//!
 //! Semantics every backend guarantees (the conformance suite in `tests/offline_store.rs`):
 //! - `write_range(t, start, end, batches)` atomically replaces the rows of `t` whose event time is
 //!   in `[start, end)` by `batches` (every row of which must be in that range): re-running a build
@@ -182,6 +185,13 @@ pub trait OfflineStore: Send + Sync {
             origin: format!("offline table `{}`", table.qualified_name()),
             message: format!("offline store `{}` cannot look up latest rows", self.kind()),
         })
+    }
+
+    /// The store's record sink (`crate::records`): where record namespaces are exported. Stores
+    /// that keep no records answer with [`NoRecordSink`](crate::records::NoRecordSink), whose
+    /// every call fails.
+    fn records(&self) -> &dyn crate::records::RecordSink {
+        &crate::records::NoRecordSink
     }
 
     /// Drops the whole table. Optional.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow_array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray};
+use arrow_array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray, new_null_array};
 use arrow_schema::SchemaRef;
 use arrow_select::filter::filter_record_batch;
 use chrono::DateTime;
@@ -146,10 +146,30 @@ pub(super) enum ReadFailure {
     Failed(OfflineError),
 }
 
+/// How the columns of a file become the table schema's.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Fit {
+    /// The file has exactly the table's columns (feature tables: a new schema is a new table).
+    Exact,
+    /// Columns are matched by name: a nullable table column the file lacks (a field added
+    /// since it was written) reads as nulls, and file columns the table lacks are dropped
+    /// (record tables, whose namespaces gain fields in place).
+    ByName,
+}
+
 /// Reads a whole file as batches carrying exactly `schema`.
 pub(super) fn read_file(
     path: &Path,
     schema: &SchemaRef,
+) -> std::result::Result<Vec<RecordBatch>, ReadFailure> {
+    read_file_fit(path, schema, Fit::Exact)
+}
+
+/// Reads a whole file as batches carrying exactly `schema`, fitting its columns as `fit` says.
+pub(super) fn read_file_fit(
+    path: &Path,
+    schema: &SchemaRef,
+    fit: Fit,
 ) -> std::result::Result<Vec<RecordBatch>, ReadFailure> {
     let fail = |e: &dyn std::fmt::Display| {
         ReadFailure::Failed(store_error(format!(
@@ -168,17 +188,52 @@ pub(super) fn read_file(
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fail(&e))?;
-        // Re-label with the table schema: the file's embedded Arrow schema must have the same
-        // types, and the caller is promised exactly the table schema.
-        let batch =
-            RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| {
-                fail(&format!(
-                    "file does not match the table schema ({e}); was it written by another version?"
-                ))
-            })?;
+        let batch = match fit {
+            // Re-label with the table schema: the file's embedded Arrow schema must have the
+            // same types, and the caller is promised exactly the table schema.
+            Fit::Exact => {
+                RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| {
+                    fail(&format!(
+                        "file does not match the table schema ({e}); was it written by another \
+                         version?"
+                    ))
+                })?
+            }
+            Fit::ByName => by_name(schema, &batch).map_err(|e| fail(&e))?,
+        };
         out.push(batch);
     }
     Ok(out)
+}
+
+/// `batch`'s columns matched to `schema` by name (see [`Fit::ByName`]).
+fn by_name(schema: &SchemaRef, batch: &RecordBatch) -> std::result::Result<RecordBatch, String> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => Ok(c.clone()),
+            Some(c) => Err(format!(
+                "column `{}` is {} in the file but {} in the table schema",
+                field.name(),
+                c.data_type(),
+                field.data_type()
+            )),
+            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            None => Err(format!("the file has no column `{}`", field.name())),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+/// The Arrow schema a file was written with (its footer only).
+pub(super) fn file_schema(path: &Path) -> Result<SchemaRef> {
+    let fail =
+        |e: &dyn std::fmt::Display| store_error(format!("cannot read `{}`: {e}", path.display()));
+    let file = File::open(path).map_err(|e| fail(&e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .map(|b| b.schema().clone())
+        .map_err(|e| fail(&e))
 }
 
 #[cfg(test)]

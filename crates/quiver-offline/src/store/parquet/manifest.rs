@@ -7,10 +7,20 @@
 //! ```
 //! one line per file: its path relative to the table directory, a tab, its row count (so `prune`
 //! can count whole dropped days without opening them).
+//!
+//! Record tables (`crate::records`) add one line naming the last export-queue entry whose rows
+//! the listed files hold, so the rows and the position are committed by the same rename:
+//! ```text
+//! position<TAB>1733356800000-7
+//! ```
+//! The line is optional: manifests without it (every feature table's, and those written before
+//! it existed) parse as before, with no position.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+
+use quiver_core::QueuePosition;
 
 use super::files::{parse_day_dir, store_error, unique_name};
 use crate::error::Result;
@@ -19,6 +29,8 @@ pub(super) const MANIFEST: &str = "_manifest";
 /// Prefix of manifests being written; never read, swept by later writes.
 pub(super) const MANIFEST_TMP_PREFIX: &str = "_manifest.tmp-";
 const HEADER: &str = "quiver parquet manifest v1";
+/// The key of the optional position line (not a path: every path holds a `/`).
+const POSITION_KEY: &str = "position";
 
 /// One live file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +45,8 @@ pub(super) struct Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Manifest {
     pub entries: Vec<Entry>,
+    /// Record tables: the last export-queue entry committed into the listed files.
+    pub position: Option<QueuePosition>,
 }
 
 impl Manifest {
@@ -48,8 +62,16 @@ impl Manifest {
             return Err(bad(text.lines().next().unwrap_or("")));
         }
         let mut entries = Vec::new();
+        let mut position = None;
         for line in lines.filter(|l| !l.is_empty()) {
             let (path, rows) = line.split_once('\t').ok_or_else(|| bad(line))?;
+            if path == POSITION_KEY {
+                if position.is_some() {
+                    return Err(bad(line));
+                }
+                position = Some(rows.parse::<QueuePosition>().map_err(|_| bad(line))?);
+                continue;
+            }
             let rows = rows.parse().map_err(|_| bad(line))?;
             let (dir, file) = path.split_once('/').ok_or_else(|| bad(line))?;
             let day = parse_day_dir(dir).ok_or_else(|| bad(line))?;
@@ -63,12 +85,15 @@ impl Manifest {
                 rows,
             });
         }
-        Ok(Manifest { entries })
+        Ok(Manifest { entries, position })
     }
 
     fn render(&self) -> String {
         let mut out = String::from(HEADER);
         out.push('\n');
+        if let Some(position) = &self.position {
+            out.push_str(&format!("{POSITION_KEY}\t{position}\n"));
+        }
         for e in &self.entries {
             out.push_str(&format!("{}\t{}\n", e.path, e.rows));
         }
@@ -130,12 +155,34 @@ mod tests {
                 path: "day=1970-01-02/part-1.parquet".into(),
                 rows: 3,
             }],
+            position: None,
         };
         assert_eq!(Manifest::parse(&m.render(), Path::new("m")).unwrap(), m);
+        let with_position = Manifest {
+            position: Some(QueuePosition::new(1_733_356_800_000, 7)),
+            ..m.clone()
+        };
+        let text = with_position.render();
+        assert!(text.contains("\nposition\t1733356800000-7\n"), "{text}");
+        assert_eq!(
+            Manifest::parse(&text, Path::new("m")).unwrap(),
+            with_position
+        );
         assert_eq!(
             Manifest::parse(&Manifest::default().render(), Path::new("m")).unwrap(),
             Manifest::default()
         );
+    }
+
+    /// A manifest written before positions existed (the exact v1 text) still parses, and a
+    /// table without a position renders exactly as before.
+    #[test]
+    fn manifests_without_a_position_still_parse() {
+        let old = "quiver parquet manifest v1\nday=1970-01-02/part-1.parquet\t3\n";
+        let m = Manifest::parse(old, Path::new("m")).unwrap();
+        assert_eq!(m.position, None);
+        assert_eq!(m.entries.len(), 1);
+        assert_eq!(m.render(), old);
     }
 
     #[test]
@@ -146,6 +193,8 @@ mod tests {
             "quiver parquet manifest v1\nday=1970-01-02/part-1.parquet\n",
             "quiver parquet manifest v1\nday=1970-01-02/../x.parquet\t1\n",
             "quiver parquet manifest v1\nnot-a-day/x.parquet\t1\n",
+            "quiver parquet manifest v1\nposition\tnot-a-position\n",
+            "quiver parquet manifest v1\nposition\t1-1\nposition\t1-2\n",
         ] {
             assert!(Manifest::parse(text, Path::new("m")).is_err(), "{text:?}");
         }

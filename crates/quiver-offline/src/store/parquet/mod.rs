@@ -11,7 +11,9 @@
 //!
 //! - `store.rs`: [`ParquetOfflineStore`], the [`OfflineStore`](super::OfflineStore) impl; every
 //!   file operation runs on tokio's blocking pool.
-//! - `table.rs`: the blocking operations on one table directory (rewrite days, read, prune).
+//! - `table.rs`: the blocking operations on one table directory (rewrite days, read, prune;
+//!   for record tables, `append`, whose manifest also records the export-queue position:
+//!   `crate::records`).
 //! - `manifest.rs`: the `_manifest` file, the single source of truth for which files are live.
 //! - `files.rs`: day partitions, file names, reading and writing one Parquet file.
 //! - `input.rs`: checks on `write_range` input shared by every backend.
@@ -33,6 +35,7 @@ mod index;
 pub(crate) mod input;
 mod manifest;
 mod store;
-mod table;
+pub(crate) mod table;
 
 pub use store::ParquetOfflineStore;
+pub(crate) use store::blocking;

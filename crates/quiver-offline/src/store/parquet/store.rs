@@ -55,9 +55,15 @@ impl ParquetOfflineStore {
     }
 
     fn lock(&self, table: &OfflineTable) -> Arc<RwLock<()>> {
+        self.lock_named(table.qualified_name())
+    }
+
+    /// The lock of the directory `key` names under the root (feature tables by their
+    /// qualified name, record tables by `records/{qualified name}`).
+    pub(crate) fn lock_named(&self, key: String) -> Arc<RwLock<()>> {
         // A poisoned map only means another thread panicked while inserting; the map is intact.
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(table.qualified_name()).or_default().clone()
+        locks.entry(key).or_default().clone()
     }
 }
 
@@ -111,7 +117,7 @@ impl std::fmt::Debug for ParquetOfflineStore {
 }
 
 /// Runs file I/O and Parquet coding on tokio's blocking pool.
-async fn blocking<T, F>(f: F) -> Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
@@ -125,6 +131,10 @@ where
 impl OfflineStore for ParquetOfflineStore {
     fn kind(&self) -> &'static str {
         "parquet"
+    }
+
+    fn records(&self) -> &dyn crate::records::RecordSink {
+        self
     }
 
     async fn ensure_table(&self, table: &OfflineTable) -> Result<String> {

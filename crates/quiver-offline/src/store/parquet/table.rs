@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use quiver_core::QueuePosition;
 
 use super::files::{
-    ReadFailure, day_bounds, day_dir, filter_by_time, read_file, split_by_day, store_error,
-    unique_name, write_file,
+    Fit, ReadFailure, day_bounds, day_dir, file_schema, filter_by_time, read_file, read_file_fit,
+    split_by_day, store_error, unique_name, write_file,
 };
 use super::manifest::{self, Entry, MANIFEST_TMP_PREFIX, Manifest};
 use crate::error::Result;
@@ -61,11 +62,21 @@ pub(super) fn read_with_manifest(
     start: i128,
     end: i128,
 ) -> Result<(Manifest, Vec<RecordBatch>)> {
+    read_with_manifest_fit(dir, schema, start, end, Fit::Exact)
+}
+
+fn read_with_manifest_fit(
+    dir: &Path,
+    schema: &SchemaRef,
+    start: i128,
+    end: i128,
+    fit: Fit,
+) -> Result<(Manifest, Vec<RecordBatch>)> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let manifest = load_existing(dir)?;
-        match read_entries(dir, schema, &manifest, start, end) {
+        match read_entries(dir, schema, &manifest, start, end, fit) {
             Ok(batches) => return Ok((manifest, batches)),
             Err(ReadFailure::Failed(e)) => return Err(e),
             Err(ReadFailure::Vanished) if attempt < READ_ATTEMPTS => continue,
@@ -85,6 +96,7 @@ fn read_entries(
     manifest: &Manifest,
     start: i128,
     end: i128,
+    fit: Fit,
 ) -> std::result::Result<Vec<RecordBatch>, ReadFailure> {
     let mut out = Vec::new();
     for entry in &manifest.entries {
@@ -93,7 +105,7 @@ fn read_entries(
             continue;
         }
         let whole_day = day_start >= start && day_end <= end;
-        for batch in read_file(&dir.join(&entry.path), schema)? {
+        for batch in read_file_fit(&dir.join(&entry.path), schema, fit)? {
             let batch = if whole_day {
                 batch
             } else {
@@ -172,25 +184,7 @@ pub(super) fn replace(
             if rows == 0 {
                 continue;
             }
-            let day_path = dir.join(day_dir(*day));
-            std::fs::create_dir_all(&day_path)
-                .map_err(|e| store_error(format!("cannot create `{}`: {e}", day_path.display())))?;
-            // Written under a temporary name and renamed once complete, so nothing (not even
-            // an operator's `ls`) mistakes a half-written file for a part.
-            let name = unique_name("part-", ".parquet");
-            let tmp = day_path.join(format!(".{name}.tmp"));
-            let final_path = day_path.join(&name);
-            created.push(tmp.clone());
-            write_file(&tmp, schema, &parts)?;
-            std::fs::rename(&tmp, &final_path)
-                .map_err(|e| store_error(format!("cannot rename `{}`: {e}", tmp.display())))?;
-            created.push(final_path);
-            manifest::sync_dir(&day_path)?;
-            entries.push(Entry {
-                day: *day,
-                path: format!("{}/{name}", day_dir(*day)),
-                rows,
-            });
+            entries.push(write_part(dir, schema, *day, &parts, rows, &mut created)?);
         }
         Ok(entries)
     })();
@@ -202,6 +196,7 @@ pub(super) fn replace(
                 .filter(|e| !touched.contains(&e.day))
                 .cloned()
                 .collect(),
+            position: old.position,
         };
         next.entries.extend(new_entries);
         next.entries
@@ -221,6 +216,161 @@ pub(super) fn replace(
     // the next write to the same day sweeps, so it is not reported.
     sweep(dir, &next, &touched);
     Ok(removed_rows)
+}
+
+/// Writes one new part of `day` holding `parts` (`rows` rows in all) and returns its manifest
+/// entry. The file is written under a temporary name, flushed, renamed, and its directory
+/// flushed, so once a manifest names it, it is complete and survives a crash. Every path
+/// created is pushed to `created` (for removal if the write is abandoned).
+fn write_part(
+    dir: &Path,
+    schema: &SchemaRef,
+    day: i64,
+    parts: &[RecordBatch],
+    rows: u64,
+    created: &mut Vec<PathBuf>,
+) -> Result<Entry> {
+    let day_path = dir.join(day_dir(day));
+    std::fs::create_dir_all(&day_path)
+        .map_err(|e| store_error(format!("cannot create `{}`: {e}", day_path.display())))?;
+    // Written under a temporary name and renamed once complete, so nothing (not even an
+    // operator's `ls`) mistakes a half-written file for a part.
+    let name = unique_name("part-", ".parquet");
+    let tmp = day_path.join(format!(".{name}.tmp"));
+    let final_path = day_path.join(&name);
+    created.push(tmp.clone());
+    write_file(&tmp, schema, parts)?;
+    std::fs::rename(&tmp, &final_path)
+        .map_err(|e| store_error(format!("cannot rename `{}`: {e}", tmp.display())))?;
+    created.push(final_path);
+    manifest::sync_dir(&day_path)?;
+    Ok(Entry {
+        day,
+        path: format!("{}/{name}", day_dir(day)),
+        rows,
+    })
+}
+
+/// Appends `batches` to the table at `dir` as new parts (one per UTC day of event time) and
+/// records `through` as its position, both by one manifest replacement: after a failure or a
+/// crash the table has either all the new rows and the new position, or neither.
+///
+/// Creates the directory on first use. Returns `None`, writing nothing, when the manifest's
+/// position is already at or after `through` (the entries were committed before).
+pub(crate) fn append(
+    dir: &Path,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    through: QueuePosition,
+) -> Result<Option<u64>> {
+    create_durably(dir)?;
+    let old = manifest::load(dir)?.unwrap_or_default();
+    if old.position.is_some_and(|p| through <= p) {
+        return Ok(None);
+    }
+    check_types(dir, schema, &old)?;
+    let by_day = split_by_day(batches)?;
+    let touched: BTreeSet<i64> = by_day.keys().copied().collect();
+    let mut created: Vec<PathBuf> = Vec::new();
+    let mut total = 0u64;
+    let written = (|| {
+        let mut entries = Vec::with_capacity(by_day.len());
+        for (day, parts) in &by_day {
+            let rows: u64 = parts.iter().map(|b| b.num_rows() as u64).sum();
+            if rows == 0 {
+                continue;
+            }
+            entries.push(write_part(dir, schema, *day, parts, rows, &mut created)?);
+            total += rows;
+        }
+        Ok(entries)
+    })();
+    let commit = written.and_then(|new_entries| {
+        let mut next = old.clone();
+        next.entries.extend(new_entries);
+        next.entries
+            .sort_by(|a, b| (a.day, &a.path).cmp(&(b.day, &b.path)));
+        next.position = Some(through);
+        manifest::store(dir, &next).map(|()| next)
+    });
+    let next = match commit {
+        Ok(next) => next,
+        Err(e) => {
+            for path in &created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    // Committed; reclaim leftovers of earlier crashed writes to the same days (best effort).
+    sweep(dir, &next, &touched);
+    Ok(Some(total))
+}
+
+/// The position recorded in the table's manifest; `None` when the table or its position does
+/// not exist yet.
+pub(crate) fn position(dir: &Path) -> Result<Option<QueuePosition>> {
+    Ok(manifest::load(dir)?.and_then(|m| m.position))
+}
+
+/// Every row of the files the manifest lists, columns matched by name (a field added since a
+/// file was written reads as nulls); no rows when the table does not exist yet.
+pub(crate) fn read_all(dir: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    read_with_manifest_fit(dir, schema, i128::MIN, i128::MAX, Fit::ByName).map(|(_, b)| b)
+}
+
+/// Refuses a schema whose columns have other types than the same columns of the newest file
+/// (part names start with their write time), since files of one table must read back under one
+/// schema; a new column is fine. Reads one footer.
+fn check_types(dir: &Path, schema: &SchemaRef, manifest: &Manifest) -> Result<()> {
+    let newest = manifest
+        .entries
+        .iter()
+        .max_by_key(|e| e.path.rsplit('/').next().unwrap_or_default());
+    let Some(entry) = newest else {
+        return Ok(());
+    };
+    let path = dir.join(&entry.path);
+    let stored = file_schema(&path)?;
+    for field in schema.fields() {
+        if let Ok(found) = stored.field_with_name(field.name())
+            && found.data_type() != field.data_type()
+        {
+            return Err(store_error(format!(
+                "column `{}` is {} in the stored files (`{}`) but {} in the table schema",
+                field.name(),
+                found.data_type(),
+                path.display(),
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and missing parents) and flushes each new directory's entry in its parent, so
+/// a table created just before a commit survives a crash along with it.
+fn create_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(path);
+        at = path.parent();
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| store_error(format!("cannot create `{}`: {e}", dir.display())))?;
+    for path in missing {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            manifest::sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes files of `days` that the manifest does not list (replaced parts, leftovers of

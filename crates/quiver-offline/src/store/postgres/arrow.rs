@@ -20,7 +20,7 @@ use tokio_postgres::types::FromSql;
 use super::codec::{Cell, PgNumeric, PgTimestamp};
 
 /// Typed access to one Arrow column, resolved once per batch rather than per value.
-pub(super) enum Column<'a> {
+pub(crate) enum Column<'a> {
     I32(&'a PrimitiveArray<Int32Type>),
     I64(&'a PrimitiveArray<Int64Type>),
     F32(&'a PrimitiveArray<Float32Type>),
@@ -34,7 +34,7 @@ pub(super) enum Column<'a> {
 }
 
 impl<'a> Column<'a> {
-    pub(super) fn new(array: &'a dyn Array) -> Result<Column<'a>, String> {
+    pub(crate) fn new(array: &'a dyn Array) -> Result<Column<'a>, String> {
         Ok(match array.data_type() {
             DataType::Int32 => Column::I32(array.as_primitive()),
             DataType::Int64 => Column::I64(array.as_primitive()),
@@ -58,7 +58,7 @@ impl<'a> Column<'a> {
     }
 
     /// The value at `i` as a cell (lists copy only their element cells, not the data).
-    pub(super) fn cell(&self, i: usize) -> Cell<'a> {
+    pub(crate) fn cell(&self, i: usize) -> Cell<'a> {
         let valid = match self {
             Column::I32(a) => a.is_valid(i),
             Column::I64(a) => a.is_valid(i),

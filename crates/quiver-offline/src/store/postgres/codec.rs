@@ -21,7 +21,7 @@ const NUMERIC_NEG: u16 = 0x4000;
 
 /// One value on its way to PostgreSQL, borrowed from an Arrow array where it can be.
 #[derive(Debug)]
-pub(super) enum Cell<'a> {
+pub(crate) enum Cell<'a> {
     Null,
     I32(i32),
     I64(i64),

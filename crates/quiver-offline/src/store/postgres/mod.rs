@@ -24,10 +24,11 @@
 //! readers see the old rows or the new ones, never a mix.
 
 pub(crate) mod arrow;
-mod codec;
+pub(crate) mod codec;
 mod config;
 pub(crate) mod sql;
 mod store;
 
 pub use config::PostgresConfig;
 pub use store::PostgresOfflineStore;
+pub(crate) use store::describe;

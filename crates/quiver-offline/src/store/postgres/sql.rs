@@ -9,13 +9,13 @@ use crate::store::{CREATED_TIMESTAMP, EVENT_TIMESTAMP, OfflineTable};
 pub(super) const HAS_TIMESCALEDB: &str = include_str!("has_timescaledb.sql");
 pub(super) const CREATE_HYPERTABLE: &str = include_str!("create_hypertable.sql");
 pub(super) const HAS_INDEX: &str = include_str!("has_index.sql");
-pub(super) const DDL_LOCK: &str = include_str!("ddl_lock.sql");
+pub(crate) const DDL_LOCK: &str = include_str!("ddl_lock.sql");
 
 /// PostgreSQL silently truncates longer identifiers, which could make two tables one.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// `"name"` with embedded quotes doubled; an error for names PostgreSQL would alter or reject.
-pub(super) fn quote_ident(name: &str) -> Result<String, String> {
+pub(crate) fn quote_ident(name: &str) -> Result<String, String> {
     if name.is_empty() || name.contains('\0') {
         return Err(format!("`{name}` is not a valid PostgreSQL identifier"));
     }

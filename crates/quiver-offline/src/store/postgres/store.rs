@@ -38,6 +38,9 @@ pub struct PostgresOfflineStore {
     target: String,
     /// Scrubbed from every message, in case a driver error ever echoes it.
     password: Option<String>,
+    /// Record tables (`crate::records`) created and checked against their schema by this
+    /// store, so commits skip the catalog queries; keyed by name and schema.
+    pub(crate) record_tables: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for PostgresOfflineStore {
@@ -51,7 +54,7 @@ impl std::fmt::Debug for PostgresOfflineStore {
 
 /// A tokio-postgres error with the server's message, detail and hint (its Display alone says
 /// only "db error").
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut out = format!("{}: {}", db.severity(), db.message());
         if let Some(detail) = db.detail() {
@@ -161,6 +164,7 @@ impl PostgresOfflineStore {
             schema: config.schema.clone(),
             target,
             password,
+            record_tables: Default::default(),
         };
         let client = store.client().await?;
         client
@@ -208,7 +212,7 @@ impl PostgresOfflineStore {
     }
 
     /// A store error naming the server, with the password scrubbed.
-    fn error(&self, doing: &str, message: impl Display) -> OfflineError {
+    pub(crate) fn error(&self, doing: &str, message: impl Display) -> OfflineError {
         let mut message = format!("{doing} on {}: {message}", self.target);
         if let Some(password) = &self.password {
             message = message.replace(password.as_str(), "***");
@@ -219,7 +223,7 @@ impl PostgresOfflineStore {
         }
     }
 
-    async fn client(&self) -> Result<Object> {
+    pub(crate) async fn client(&self) -> Result<Object> {
         self.pool
             .get()
             .await
@@ -238,6 +242,10 @@ impl PostgresOfflineStore {
 impl OfflineStore for PostgresOfflineStore {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn records(&self) -> &dyn crate::records::RecordSink {
+        self
     }
 
     async fn ensure_table(&self, table: &OfflineTable) -> Result<String> {
