@@ -8,13 +8,14 @@ use clap::Parser;
 /// Every case, in the order they run. The HTTP case runs before the library case so the process
 /// RSS it reports is not inflated by the other cases' allocations; materialization runs last for
 /// the same reason (it holds a million records in memory).
-pub const ALL_CASES: [&str; 7] = [
+pub const ALL_CASES: [&str; 8] = [
     "codec",
     "raw",
     "http",
     "library",
     "memory",
     "fallback",
+    "records",
     "materialize",
 ];
 
@@ -38,7 +39,7 @@ pub struct Args {
     pub duration_secs: Option<f64>,
 
     /// Cases to run, comma-separated (default all): codec, raw, http, library, memory,
-    /// fallback, materialize. `fallback` starts its own redis-server (it kills it) and a
+    /// fallback, records, materialize. `fallback` and `records` start its own redis-server (it kills it) and a
     /// PostgreSQL cluster, whatever `--redis-url` says. `soak` (only with `--soak-seconds`) names no case: `--cases soak` runs the
     /// soak alone.
     #[arg(long, value_delimiter = ',')]

@@ -201,6 +201,22 @@ pub struct Report {
     pub soak: Option<SoakRow>,
     pub fallback: Vec<FallbackRow>,
     pub fallback_setups: Vec<FallbackSetup>,
+    pub records: Vec<RecordsRow>,
+}
+
+/// One figure of the records case: a load point (requests and records per second) or a timed
+/// run (records in seconds).
+#[derive(Clone, Debug, Default)]
+pub struct RecordsRow {
+    pub what: String,
+    pub concurrency: usize,
+    pub requests_per_second: f64,
+    pub records_per_second: f64,
+    /// Records of a timed run (0 for load points).
+    pub records: u64,
+    pub seconds: f64,
+    pub latency: Option<Latency>,
+    pub errors: u64,
 }
 
 /// The soak: HTTP at a fixed concurrency for minutes, the server's RSS sampled.
@@ -664,6 +680,81 @@ impl Report {
                 rows.push(vec![format!("{t:.0}"), fmt_mib(*rss)]);
             }
             s.push_str(&markdown_table(&["seconds", "server VmRSS"], 1, &rows));
+            s.push('\n');
+        }
+
+        if !self.records.is_empty() {
+            s.push_str("#### Records\n\n");
+            s.push_str(
+                "Its own `redis-server` with `appendonly yes` and `appendfsync always` (an \
+                 accepted record survives a Redis crash), a feature server process, the namespace \
+                 `events` (`user_id` int64, `amount` float64); the PostgreSQL export from a second \
+                 project on the same Redis. Serving rows: `POST /get-online-features` 1 × 50 \
+                 through a feature service without and with `logging: {sample_rate: 1.0}`.\n\n",
+            );
+            let rows: Vec<Vec<String>> = self
+                .records
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.what.clone(),
+                        r.concurrency.to_string(),
+                        if r.requests_per_second > 0.0 {
+                            fmt_count(r.requests_per_second)
+                        } else {
+                            String::new()
+                        },
+                        if r.records_per_second > 0.0 {
+                            fmt_count(r.records_per_second)
+                        } else {
+                            String::new()
+                        },
+                        if r.records > 0 {
+                            format!("{} in {:.2} s", fmt_count(r.records as f64), r.seconds)
+                        } else {
+                            String::new()
+                        },
+                        r.latency
+                            .as_ref()
+                            .map(|l| fmt_ms(l.p99))
+                            .unwrap_or_default(),
+                        r.errors.to_string(),
+                    ]
+                })
+                .collect();
+            s.push_str(&markdown_table(
+                &[
+                    "what",
+                    "concurrency",
+                    "requests/s",
+                    "records/s",
+                    "timed run",
+                    "p99 ms",
+                    "errors",
+                ],
+                1,
+                &rows,
+            ));
+            let rate = |needle: &str| -> Vec<f64> {
+                self.records
+                    .iter()
+                    .filter(|r| r.what.contains(needle))
+                    .map(|r| r.requests_per_second)
+                    .collect()
+            };
+            let (plain, logged) = (rate("through `plain`"), rate("through `logged`"));
+            if !plain.is_empty() && plain.len() == logged.len() {
+                let p: f64 = plain.iter().sum::<f64>() / plain.len() as f64;
+                let l: f64 = logged.iter().sum::<f64>() / logged.len() as f64;
+                if p > 0.0 {
+                    let _ = writeln!(
+                        s,
+                        "\nLogging at sample_rate 1.0: {} of the unlogged throughput (mean of the rounds; overhead {}).",
+                        fmt_pct(l / p),
+                        fmt_pct(1.0 - l / p)
+                    );
+                }
+            }
             s.push('\n');
         }
 

@@ -63,6 +63,10 @@ enum Command {
     Serve(commands::serve::Args),
     /// Load the online store from the offline layer (entities from a file, all, or the top N).
     Warm(commands::warm::Args),
+    /// Records in namespaces: put, get, delete, and the export queue.
+    Records(commands::records::Args),
+    /// Drain the record queues into the offline store (exactly once); dead letters.
+    Export(commands::records::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +100,8 @@ fn main() -> std::process::ExitCode {
             Command::Get(args) => commands::get::run(&cli.project, args).await,
             Command::Serve(args) => commands::serve::run(&cli.project, args).await,
             Command::Warm(args) => commands::warm::run(&cli.project, args).await,
+            Command::Records(args) => commands::records::run(&cli.project, args).await,
+            Command::Export(args) => commands::records::export(&cli.project, args).await,
         }
     });
     match result {

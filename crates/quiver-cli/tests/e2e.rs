@@ -193,6 +193,70 @@ async fn embedded_default_end_to_end() {
     let status = served.0.wait().unwrap();
     assert!(status.success(), "server exited with {status}");
     ok(quiver(&dir, &["materialize"], &[]));
+
+    // The README's records walkthrough on the example project.
+    let out = ok(quiver(
+        &dir,
+        &[
+            "records",
+            "put",
+            "transactions",
+            "--json",
+            r#"{"transaction_id": "t-1", "user_id": 42, "amount": 12.5}"#,
+        ],
+        &[],
+    ));
+    assert!(
+        out.contains("accepted 1 records into `transactions`"),
+        "{out}"
+    );
+    let out = ok(quiver(
+        &dir,
+        &["records", "get", "transactions", "t-1"],
+        &[],
+    ));
+    let got: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["record"]["amount"], 12.5);
+    let bad = quiver(
+        &dir,
+        &[
+            "records",
+            "put",
+            "transactions",
+            "--json",
+            r#"{"transaction_id": "t-2", "amount": 1}"#,
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("field `user_id` is required"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let out = ok(quiver(&dir, &["records", "queue"], &[]));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("transactions") && l.contains(" 1 ")),
+        "{out}"
+    );
+    let out = ok(quiver(&dir, &["export"], &[]));
+    assert!(
+        out.contains("transactions: exported 1 in 1 batches, 0 still queued"),
+        "{out}"
+    );
+    assert!(
+        dir.join(".quiver/offline/records/demo__records__transactions")
+            .exists()
+            || std::fs::read_dir(dir.join(".quiver/offline/records"))
+                .unwrap()
+                .any(|e| e
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with("__records__transactions")),
+        "the Parquet table exists"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -200,6 +200,11 @@ impl<S: Locks> Locks for Faulty<S> {
         self.enter(Kind::Lock, "locks", "unlock").await?;
         self.inner.unlock(name, token).await
     }
+
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        self.enter(Kind::Lock, "locks", "extend").await?;
+        self.inner.extend(name, token, ttl).await
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ pub trait Locks: Send + Sync {
     /// Releases `name` if `token` still holds it. `false`: it did not (the lease expired,
     /// perhaps someone else holds it now, or it was already released); nothing changed.
     async fn unlock(&self, name: &str, token: &LockToken) -> Result<bool>;
+
+    /// Renews `name`'s lease to `ttl` from now if `token` still holds it: a holder whose work
+    /// may outlast one lease renews it periodically, so a crashed holder's lock frees itself
+    /// within one (short) lease. `false`: the lease had expired; the caller no longer holds it.
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool>;
 }
 
 /// Refuses arguments no backend can honour: an empty name, or a TTL of zero (a lock that is
@@ -102,6 +107,22 @@ impl LocalLocks {
         Ok(Some(token))
     }
 
+    /// Synchronous [`Locks::extend`].
+    pub fn extend_now(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        check_args(name, ttl)?;
+        let now = Instant::now();
+        let mut held = self.held();
+        match held.get_mut(name) {
+            Some((t, expires)) if t == token && *expires > now => {
+                *expires = now
+                    .checked_add(ttl)
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Synchronous [`Locks::unlock`].
     pub fn unlock_now(&self, name: &str, token: &LockToken) -> bool {
         let mut held = self.held();
@@ -123,6 +144,10 @@ impl Locks for LocalLocks {
 
     async fn unlock(&self, name: &str, token: &LockToken) -> Result<bool> {
         Ok(self.unlock_now(name, token))
+    }
+
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        self.extend_now(name, token, ttl)
     }
 }
 
@@ -159,6 +184,44 @@ mod tests {
         assert_ne!(old, new);
         assert!(!locks.unlock_now("refresh", &old));
         assert!(locks.unlock_now("refresh", &new));
+    }
+
+    #[test]
+    fn only_the_holder_extends_a_live_lease() {
+        let locks = LocalLocks::new();
+        let token = locks
+            .try_lock_now("export", Duration::from_millis(30))
+            .unwrap()
+            .unwrap();
+        assert!(
+            locks
+                .extend_now("export", &token, Duration::from_secs(60))
+                .unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            locks
+                .try_lock_now("export", Duration::from_secs(1))
+                .unwrap(),
+            None,
+            "the extended lease outlives the first"
+        );
+        assert!(
+            !locks
+                .extend_now("export", &LockToken::random(), Duration::from_secs(1))
+                .unwrap()
+        );
+        let short = locks
+            .try_lock_now("other", Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            !locks
+                .extend_now("other", &short, Duration::from_secs(1))
+                .unwrap(),
+            "expired"
+        );
     }
 
     #[test]

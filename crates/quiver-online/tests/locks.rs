@@ -48,6 +48,34 @@ async fn the_lease_expires(locks: &impl Locks) {
     assert!(locks.unlock("lease", &new).await.unwrap());
 }
 
+async fn only_the_holder_renews_the_lease(locks: &impl Locks) {
+    let token = locks
+        .try_lock("renew", Duration::from_millis(150))
+        .await
+        .unwrap()
+        .unwrap();
+    // Renewed before it expires, the lease outlives the first one.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(locks.extend("renew", &token, LONG).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(locks.try_lock("renew", LONG).await.unwrap(), None);
+    assert!(
+        !locks
+            .extend("renew", &LockToken::random(), LONG)
+            .await
+            .unwrap()
+    );
+    assert!(locks.unlock("renew", &token).await.unwrap());
+    // An expired lease is not renewed: its holder learns it lost the lock.
+    let short = locks
+        .try_lock("renew", Duration::from_millis(20))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!locks.extend("renew", &short, LONG).await.unwrap());
+}
+
 async fn concurrent_callers_get_one_lock(locks: Arc<impl Locks + 'static>) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -74,6 +102,7 @@ async fn redis_locks() {
     let store = redis(&server).await;
     one_winner_and_only_the_owner_unlocks(&store).await;
     the_lease_expires(&store).await;
+    only_the_holder_renews_the_lease(&store).await;
     concurrent_callers_get_one_lock(Arc::new(store.clone())).await;
     bad_arguments_are_errors(&store).await;
 }
@@ -116,6 +145,7 @@ async fn memory_locks() {
     let store = MemoryStore::new(RecordCodec::default());
     one_winner_and_only_the_owner_unlocks(&store).await;
     the_lease_expires(&store).await;
+    only_the_holder_renews_the_lease(&store).await;
     // Clones share the locks.
     concurrent_callers_get_one_lock(Arc::new(store.clone())).await;
     assert_eq!(store.try_lock("stampede", LONG).await.unwrap(), None);

@@ -5,6 +5,8 @@
 //! - `POST /write-to-online-store`: write rows to the online store.
 //! - `POST /materialize`: materialize views from their sources (the way to materialize into
 //!   the embedded store while the server holds its file).
+//! - Records and predictions ([`routes::records`]): `PUT|GET|DELETE /records/{ns}/{id}`,
+//!   `POST /records/{ns}`, `POST /predictions`, `GET /predictions/{model}`, `POST /export`.
 //! - `GET /health` (liveness and the online store), `GET /ready` (503 while warming),
 //!   `GET /metrics` ([`routes::ops`]).
 //!
@@ -99,6 +101,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
+        .route(
+            "/predictions/{model}",
+            get(routes::records::latest_prediction),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             bounded_by_request_timeout,
@@ -110,6 +116,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::feast::write_to_online_store),
         )
         .route("/materialize", post(routes::ops::materialize))
+        .route(
+            "/records/{namespace}/{id}",
+            get(routes::records::get_record)
+                .put(routes::records::put_record)
+                .delete(routes::records::delete_record),
+        )
+        .route("/records/{namespace}", post(routes::records::put_records))
+        .route("/predictions", post(routes::records::put_prediction))
+        .route("/export", post(routes::records::export))
+        .route("/export/queue", get(routes::records::queue))
+        .route(
+            "/export/dead-letters/{namespace}",
+            get(routes::records::dead_letters),
+        )
+        .route(
+            "/export/dead-letters/{namespace}/replay",
+            post(routes::records::replay),
+        )
         .route("/metrics", get(routes::ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -146,7 +170,9 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
         "not_found",
         format!(
             "no route `{}`; routes: POST /get-online-features, POST /write-to-online-store, \
-             POST /materialize, GET /health, GET /metrics",
+             POST /materialize, PUT|GET|DELETE /records/{{ns}}/{{id}}, POST /records/{{ns}}, \
+             POST /predictions, GET /predictions/{{model}}, POST /export, GET /export/queue, \
+             GET /health, GET /metrics",
             uri.path()
         ),
     )
@@ -239,12 +265,93 @@ pub async fn serve_with(
             }
         })
     };
+    let exporter = export_schedule(state.clone());
+    let spill = spill_replayer(state.clone());
     on_bound(bound);
     tracing::info!(addr = %bound, "feature server listening");
-    let result = axum::serve(listener, router(state))
+    let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
     upkeep.abort();
+    if let Some(e) = exporter {
+        e.abort();
+    }
+    if let Some(s) = spill {
+        s.abort();
+    }
+    // Write what the served-feature log still buffers (bounded: the store may be down).
+    let current = state.store.load_full();
+    if let Some(log) = current.records().served_log() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), log.flush()).await;
+    }
     result
+}
+
+/// When the next scheduled export is due: every `every` from `at` (UTC minutes after
+/// midnight), or from now.
+pub fn next_export(
+    now: chrono::DateTime<chrono::Utc>,
+    every: Duration,
+    at: Option<u32>,
+) -> Duration {
+    let Some(at) = at else {
+        return every;
+    };
+    let every_s = every.as_secs().max(1) as i64;
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|m| m.and_utc().timestamp());
+    let anchor = midnight.unwrap_or(now.timestamp()) + i64::from(at) * 60;
+    let elapsed = now.timestamp() - anchor;
+    let wait = elapsed.rem_euclid(every_s);
+    let wait = if wait == 0 { 0 } else { every_s - wait };
+    Duration::from_secs(wait as u64)
+}
+
+/// Replays the records spill file every second while it holds records (`records.spill`).
+fn spill_replayer(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    state.store.load().project().config.records.spill.as_ref()?;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let store = state.store.load_full();
+            if let Err(e) = store.replay_spill().await {
+                tracing::error!(error = %e, "replaying the records spill file failed");
+            }
+        }
+    }))
+}
+
+/// Runs `quiver export` inside the server on `records.export.every` (from `at`), if set.
+fn export_schedule(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let config = state.store.load().project().config.records.export.clone();
+    let every = config.every?;
+    let at = config.at_minutes().ok().flatten();
+    Some(tokio::spawn(async move {
+        loop {
+            let wait = next_export(chrono::Utc::now(), every, at);
+            tracing::info!(in_seconds = wait.as_secs(), "next scheduled export");
+            tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+            let store = state.store.load_full();
+            match store.export(&quiver::ExportOptions::default()).await {
+                Ok(report) => {
+                    metrics::record_export(&report);
+                    for n in &report.namespaces {
+                        match &n.error {
+                            None => {
+                                tracing::info!(namespace = %n.namespace, exported = n.exported, remaining = n.remaining, "scheduled export")
+                            }
+                            Some(e) => {
+                                tracing::error!(namespace = %n.namespace, exported = n.exported, error = %e, "scheduled export stopped early")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "scheduled export failed"),
+            }
+        }
+    }))
 }

@@ -50,3 +50,43 @@ pub async fn track(req: Request, next: Next) -> Response {
         .increment(1);
     response
 }
+
+/// Records an export run: rows exported, dead-lettered and failed runs per namespace, and the
+/// time of the last successful run.
+pub fn record_export(report: &quiver::ExportReport) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    for n in &report.namespaces {
+        let ns = n.namespace.clone();
+        metrics::counter!("quiver_export_records_total", "namespace" => ns.clone())
+            .increment(n.exported);
+        metrics::counter!("quiver_export_dead_letters_total", "namespace" => ns.clone())
+            .increment(n.dead_lettered);
+        metrics::counter!("quiver_export_retries_total", "namespace" => ns.clone())
+            .increment(n.retries);
+        let outcome = if n.error.is_some() { "failed" } else { "ok" };
+        metrics::counter!("quiver_export_runs_total", "namespace" => ns.clone(), "outcome" => outcome)
+            .increment(1);
+        if n.error.is_none() {
+            metrics::gauge!("quiver_export_last_success_timestamp_seconds", "namespace" => ns)
+                .set(now);
+        }
+    }
+}
+
+/// Sets the queue gauges: unexported entries, oldest entry's age, dead letters.
+pub fn record_queues(stats: &[(String, quiver::online_store::records::QueueStats)]) {
+    let now_ms = quiver::online_store::now_ns() / 1_000_000;
+    for (ns, s) in stats {
+        metrics::gauge!("quiver_export_queue_length", "namespace" => ns.clone())
+            .set(s.length as f64);
+        metrics::gauge!("quiver_export_queue_oldest_age_seconds", "namespace" => ns.clone()).set(
+            s.oldest_ms
+                .map_or(0.0, |o| (now_ms - o as i64).max(0) as f64 / 1e3),
+        );
+        metrics::gauge!("quiver_export_dead_letters", "namespace" => ns.clone())
+            .set(s.dead_letters as f64);
+    }
+}

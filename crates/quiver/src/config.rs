@@ -205,6 +205,9 @@ pub struct ProjectConfig {
     pub materialize: MaterializeConfig,
     #[serde(default)]
     pub serving: ServingConfig,
+    /// Record namespaces, predictions and their export (see [`crate::records::config`]).
+    #[serde(default)]
+    pub records: crate::records::RecordsConfig,
 }
 
 /// A loaded configuration and the directory its relative paths resolve from.

@@ -28,6 +28,8 @@
 //!   [`materialize`], [`serving`] (plan → read → assemble, and writes), [`offline`] (`build`, training sets,
 //!   `prune`), [`warm`]. Feature evaluation lives in [`quiver_offline::engine`], the row check in
 //!   [`quiver_core::FeatureView::check_row`].
+//! - [`records`]: record namespaces and predictions, cached with a TTL, queued durably and
+//!   exported exactly once to the offline store.
 //! - [`init`]: the example project `quiver init` writes.
 
 pub mod apply;
@@ -38,6 +40,7 @@ pub mod error;
 pub mod init;
 pub mod materialize;
 pub mod offline;
+pub mod records;
 pub mod registry;
 pub mod selection;
 pub mod serving;
@@ -53,11 +56,13 @@ pub use materialize::{MaterializeOptions, MaterializeReport, NoProgress, Progres
 pub use offline::{
     BuildOptions, BuildViewReport, HistoricalOptions, SourceRowsSkipped, TrainingSet,
 };
+pub use records::{ExportOptions, ExportReport, Receipt};
 pub use selection::FeatureSelection;
 pub use serving::{FeatureColumn, Layer, OnlineRequest, OnlineResponse};
 pub use store::FeatureStore;
 pub use warm::{WarmEntities, WarmOptions, WarmReport};
 
 pub use quiver_core as core;
+pub use quiver_offline as offline_store;
 pub use quiver_offline::io as offline_io;
 pub use quiver_online as online_store;

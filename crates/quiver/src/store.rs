@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 use crate::catalog::{Catalog, ResolvedSource, ServedView};
 use crate::config::{OfflineStoreConfig, Project};
 use crate::error::{Error, Result};
+use crate::records::Records;
 use crate::registry::Registry;
 use crate::selection::FeatureSelection;
 use crate::serving::LayeredReader;
@@ -32,6 +33,8 @@ pub struct FeatureStore {
     offline: Arc<OfflineHandle>,
     /// Online reads, behind the fallback layer.
     reader: Arc<LayeredReader>,
+    /// Record namespaces, predictions and their export queues.
+    pub(crate) records: Arc<Records>,
 }
 
 /// The offline store, opened on first use and then shared.
@@ -104,12 +107,14 @@ impl FeatureStore {
             offline.clone(),
             project.config.serving.clone(),
         ));
+        let records = Arc::new(Records::new(&project, online.records())?);
         let mut store = FeatureStore {
             project,
             catalog: None,
             online,
             offline,
             reader,
+            records,
         };
         store.set_registry(registry)?;
         Ok(store)
@@ -125,6 +130,7 @@ impl FeatureStore {
             online: self.online.clone(),
             offline: self.offline.clone(),
             reader: self.reader.clone(),
+            records: self.records.clone(),
         };
         store.set_registry(registry)?;
         Ok(store)

@@ -9,6 +9,8 @@
 //! - [`codec`]: MessagePack vs JSON record encode/decode.
 //! - [`fallback`]: library reads with Redis killed, answered by the offline store (Parquet,
 //!   PostgreSQL), next to the same reads with Redis up.
+//! - [`records`]: records accepted over HTTP, exported into Parquet and PostgreSQL, and what
+//!   served-feature logging costs serving.
 
 pub mod codec;
 pub mod fallback;
@@ -17,6 +19,7 @@ pub mod library;
 pub mod materialize;
 pub mod memory;
 pub mod raw;
+pub mod records;
 
 use std::sync::Arc;
 
@@ -41,7 +44,9 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
     };
     // The fallback case starts (and kills) its own redis-server.
     let redis = if args.soak_seconds.is_some()
-        || cases.iter().any(|c| !matches!(*c, "codec" | "fallback"))
+        || cases
+            .iter()
+            .any(|c| !matches!(*c, "codec" | "fallback" | "records"))
     {
         let redis = RedisTarget::start(args.redis_url.as_deref())?;
         report.machine.redis_version = setup::redis_version(&mut redis.connect().await?).await?;
@@ -110,6 +115,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
                         .into();
                 }
             }
+            "records" => report.records = records::run(&args).await?,
             other => anyhow::bail!("case `{other}` has no runner (this is a bug in quiver-bench)"),
         }
     }

@@ -7,6 +7,7 @@ pub mod historical;
 pub mod incremental;
 pub mod init;
 pub mod materialize;
+pub mod records;
 pub mod serve;
 pub mod warm;
 

@@ -617,11 +617,15 @@ feature_services:
         );
         let d = build(&logged).unwrap();
         assert_eq!(
-            d.feature_services["everything"].logging.map(|l| l.sample_rate),
+            d.feature_services["everything"]
+                .logging
+                .map(|l| l.sample_rate),
             Some(0.25)
         );
         assert_eq!(d.feature_services["basics"].logging, None);
-        let err = build(&logged.replace("0.25", "1.5")).unwrap_err().to_string();
+        let err = build(&logged.replace("0.25", "1.5"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("feature service `everything`: field `logging.sample_rate`: 1.5"),
             "{err}"

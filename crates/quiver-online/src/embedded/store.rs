@@ -190,6 +190,10 @@ impl Locks for EmbeddedStore {
     async fn unlock(&self, name: &str, token: &LockToken) -> Result<bool> {
         Ok(self.shared.locks.unlock_now(name, token))
     }
+
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        self.shared.locks.extend_now(name, token, ttl)
+    }
 }
 
 #[async_trait]

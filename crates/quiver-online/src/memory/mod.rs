@@ -66,6 +66,10 @@ impl Locks for MemoryStore {
     async fn unlock(&self, name: &str, token: &LockToken) -> Result<bool> {
         Ok(self.locks.unlock_now(name, token))
     }
+
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        self.locks.extend_now(name, token, ttl)
+    }
 }
 
 #[async_trait]

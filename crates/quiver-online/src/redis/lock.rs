@@ -77,6 +77,27 @@ impl Locks for RedisStore {
             .await?;
         Ok(deleted == 1)
     }
+
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        check_args(name, ttl)?;
+        let key = self.lock_key(name);
+        let shared = &self.shared;
+        let renewed: i64 = shared
+            .run("extend lock", |mut conn| {
+                let key = &key;
+                async move {
+                    shared
+                        .extend_script
+                        .key(key)
+                        .arg(token.as_str())
+                        .arg(ttl_ms(ttl))
+                        .invoke_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        Ok(renewed == 1)
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,11 @@ return stored
 pub(super) const UNLOCK_IF_OWNER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('DEL', KEYS[1]) else return 0 end";
 
+/// `KEYS[1]`: a lock key. `ARGV[1]`: the caller's token, `ARGV[2]`: the new lease in ms. Renews
+/// the lease only if the key holds that token; returns 1 if it did, 0 otherwise.
+pub(super) const EXTEND_IF_OWNER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
 /// Escapes Redis glob metacharacters so `text` matches itself literally in `SCAN MATCH`.
 pub(super) fn escape_glob(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use super::errors::{Target, is_retryable};
-use super::script::{UNLOCK_IF_OWNER, WRITE_IF_NOT_OLDER, escape_glob};
+use super::script::{EXTEND_IF_OWNER, UNLOCK_IF_OWNER, WRITE_IF_NOT_OLDER, escape_glob};
 use crate::config::{RedisConfig, parse_duration};
 use crate::error::{OnlineError, Result};
 use crate::{OnlineStoreRead, OnlineStoreWrite, ViewTable, WriteSummary};
@@ -47,6 +47,8 @@ pub(super) struct Shared {
     script: redis::Script,
     /// Releases a lock only for its owner (see `lock`).
     pub(super) unlock_script: redis::Script,
+    /// Renews a lock's lease only for its owner (see `lock`).
+    pub(super) extend_script: redis::Script,
     target: Target,
     pub(super) key_prefix: String,
     command_timeout: Duration,
@@ -130,6 +132,7 @@ impl RedisStore {
             next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
             unlock_script: redis::Script::new(UNLOCK_IF_OWNER),
+            extend_script: redis::Script::new(EXTEND_IF_OWNER),
             target,
             key_prefix: config.key_prefix.clone(),
             command_timeout,

@@ -345,6 +345,13 @@ impl<S: Locks> Locks for Resilient<S> {
         })
         .await
     }
+
+    async fn extend(&self, name: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        self.once("extend", self.config.timeout, || {
+            self.inner.extend(name, token, ttl)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

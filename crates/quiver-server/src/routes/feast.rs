@@ -74,7 +74,7 @@ impl<'de> Deserialize<'de> for UniqueMap {
     }
 }
 
-fn body_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn body_json<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     max: usize,
 ) -> Result<T, ApiError> {
@@ -318,14 +318,24 @@ pub async fn get_online_features(
     let layer = response.layer_summary();
     metrics::counter!("quiver_served_rows_total", "layer" => layer)
         .increment(response.rows() as u64);
-    Ok((
+    let mut out = (
         [
             (axum::http::header::CONTENT_TYPE, "application/json"),
             (axum::http::HeaderName::from_static("x-quiver-layer"), layer),
         ],
         render_bytes(&response),
     )
-        .into_response())
+        .into_response();
+    // The served-feature log record of this answer, when its service logs.
+    if let Some(id) = response
+        .logged_as
+        .as_deref()
+        .and_then(|id| axum::http::HeaderValue::from_str(id).ok())
+    {
+        out.headers_mut()
+            .insert(axum::http::HeaderName::from_static("x-quiver-log-id"), id);
+    }
+    Ok(out)
 }
 
 /// Counts served values by outcome: three counter updates per request, not per column.
@@ -394,6 +404,7 @@ mod tests {
         let n = values.len();
         let response = OnlineResponse {
             layers: vec![vec![quiver::Layer::Online]; n],
+            logged_as: None,
             feature_names: ["id", "f", "g", "h", "k"].map(String::from).to_vec(),
             columns: vec![
                 FeatureColumn {

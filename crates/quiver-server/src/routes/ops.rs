@@ -30,6 +30,24 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
             "timeouts": r.timeouts,
         })
     });
+    let queues = match current.records().store() {
+        Ok(_) => match current.queue_stats().await {
+            Ok(stats) => {
+                crate::metrics::record_queues(&stats);
+                let now_ms = quiver::online_store::now_ns() / 1_000_000;
+                json!(stats.iter().map(|(ns, s)| json!({
+                    "namespace": ns,
+                    "length": s.length,
+                    "pending": s.pending,
+                    "oldest_age_seconds": s.oldest_ms.map(|o| (now_ms - o as i64).max(0) as f64 / 1e3),
+                    "dead_letters": s.dead_letters,
+                })).collect::<Vec<_>>())
+            }
+            Err(e) => json!({"error": e.to_string()}),
+        },
+        Err(_) => serde_json::Value::Null,
+    };
+    let memory = memory(store.as_ref()).await;
     match store.ping().await {
         Ok(latency) => {
             metrics::gauge!("quiver_online_store_up").set(1.0);
@@ -45,7 +63,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
                         "ok": true,
                         "ping_ms": latency.as_secs_f64() * 1e3,
                         "circuit": circuit,
+                        "memory": memory,
                     },
+                    "export_queue": queues,
                 })),
             )
                 .into_response()
@@ -84,8 +104,41 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
 }
 
-/// `GET /metrics`.
+/// Reads the online store's memory into the gauges; the JSON for `/health`.
+async fn memory(store: &dyn quiver::online_store::OnlineStore) -> serde_json::Value {
+    match store.memory().await {
+        Ok(Some(m)) => {
+            ::metrics::gauge!("quiver_online_store_memory_bytes").set(m.used_bytes as f64);
+            ::metrics::gauge!("quiver_online_store_evicted_keys").set(m.evicted_keys as f64);
+            if let Some(max) = m.max_bytes {
+                ::metrics::gauge!("quiver_online_store_memory_max_bytes").set(max as f64);
+            }
+            json!({"used_bytes": m.used_bytes, "max_bytes": m.max_bytes, "evicted_keys": m.evicted_keys})
+        }
+        Ok(None) => serde_json::Value::Null,
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
+/// `GET /metrics`. The export queue and memory gauges are read from the store on each scrape.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let current = state.store.load_full();
+    let _ = tokio::time::timeout(
+        state.request_timeout,
+        memory(current.online_store().as_ref()),
+    )
+    .await;
+    if let Some(log) = current.records().served_log() {
+        ::metrics::counter!("quiver_served_log_records_total").absolute(log.written());
+        ::metrics::counter!("quiver_served_log_dropped_total").absolute(log.dropped());
+    }
+    if current.records().store().is_ok() {
+        match tokio::time::timeout(state.request_timeout, current.queue_stats()).await {
+            Ok(Ok(stats)) => crate::metrics::record_queues(&stats),
+            Ok(Err(e)) => tracing::debug!(error = %e, "export queue stats unavailable"),
+            Err(_) => tracing::debug!("export queue stats timed out"),
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -64,6 +64,9 @@ pub struct OnlineResponse {
     pub columns: Vec<FeatureColumn>,
     /// Per entity row, the layers that answered its views (online first).
     pub layers: Vec<Vec<Layer>>,
+    /// The served-feature log record's id when this answer was logged (its feature service has
+    /// `logging`).
+    pub logged_as: Option<String>,
 }
 
 impl OnlineResponse {
@@ -120,7 +123,19 @@ impl FeatureStore {
             .iter()
             .map(|v| reader.read(v.served, &v.keys, &ctx));
         let lookups = futures_util::future::try_join_all(reads).await?;
-        assemble(plan, request, lookups, request.as_of.unwrap_or(ctx.now))
+        let mut response = assemble(plan, request, lookups, request.as_of.unwrap_or(ctx.now))?;
+        if let FeatureSelection::Service(name) = &request.features
+            && request.as_of.is_none()
+            && let Some(logging) = catalog
+                .registry()
+                .feature_services
+                .get(name)
+                .and_then(|s| s.logging)
+            && (logging.sample_rate >= 1.0 || rand::random::<f64>() < logging.sample_rate)
+        {
+            response.logged_as = self.records().log_served(name, request, &response);
+        }
+        Ok(response)
     }
 }
 
@@ -184,5 +199,6 @@ fn assemble(
         feature_names: plan.names,
         columns,
         layers,
+        logged_as: None,
     })
 }
