@@ -19,6 +19,7 @@ fn space(name: &str, ttl: Option<Duration>) -> RecordSpace {
         key_prefix: format!("quiver:shop:records:{name}"),
         ttl,
         db: None,
+        cache: true,
     }
 }
 
@@ -121,6 +122,16 @@ async fn conformance(store: Arc<dyn RecordStore>) {
         b"{\"id\":\"e\"}"
     );
     assert_eq!(store.stats(&s).await.unwrap().length, 2);
+
+    // A queue-only namespace keeps no cached copy.
+    let logs = RecordSpace {
+        cache: false,
+        ..space("logs", None)
+    };
+    store.put(&logs, &[rec("l1")]).await.unwrap();
+    assert_eq!(store.get(&logs, "l1").await.unwrap(), None, "not cached");
+    let queued = store.claim(&logs, "c1", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(ids(&queued), ["{\"id\":\"l1\"}"], "but queued");
 
     // Namespaces are separate.
     let other = space("predictions", None);

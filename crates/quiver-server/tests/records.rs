@@ -458,10 +458,12 @@ async fn served_features_are_logged_and_exported() {
     let first = &payloads[&logged[0]];
     assert_eq!(first["service"], "logged");
     assert_eq!(first["entities"]["user_id"], json!([0, 3]));
-    assert_eq!(first["features"]["age"]["values"], json!([null, 23]));
+    assert_eq!(first["features"], json!(["age"]));
+    assert_eq!(first["values"], json!([[null, 23]]));
+    assert_eq!(first["statuses"], json!([["NOT_FOUND", "PRESENT"]]));
     assert_eq!(
-        first["features"]["age"]["statuses"],
-        json!(["NOT_FOUND", "PRESENT"])
+        first["event_timestamps"][0][1],
+        1_767_225_600_000_000_000i64
     );
     assert_eq!(first["layers"], json!([["online"], ["online"]]));
 }

@@ -20,7 +20,7 @@ use redb::{
 };
 
 use super::entry::{frame, is_expired, is_live, now_ms, unframe};
-use super::store::EmbeddedStore;
+use super::store::{EmbeddedStore, Shared};
 use crate::error::{OnlineError, Result};
 use crate::records::{DeadLetter, PutRecord, QueueEntry, QueueStats, RecordSpace, RecordStore};
 
@@ -99,6 +99,29 @@ fn decode_dead(v: &[u8]) -> Option<DeadLetter> {
     })
 }
 
+/// The first `limit` (at least 1) entries of the sequence-keyed table `name`, decoded; none if
+/// the table does not exist yet.
+fn head<T>(
+    shared: &Shared,
+    name: &str,
+    limit: usize,
+    decode: impl Fn(u64, &[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let err = |e: redb::Error| shared.err(e);
+    let txn = shared.db.begin_read().map_err(|e| err(e.into()))?;
+    let table = match txn.open_table(TableDefinition::<u64, &[u8]>::new(name)) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(err(e.into())),
+    };
+    let mut out = Vec::new();
+    for item in table.iter().map_err(|e| err(e.into()))?.take(limit.max(1)) {
+        let (k, v) = item.map_err(|e| err(e.into()))?;
+        out.push(decode(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
 fn queued(at_ms: u64, payload: &[u8]) -> Vec<u8> {
     frame(at_ms, payload)
 }
@@ -130,9 +153,11 @@ impl RecordStore for EmbeddedStore {
                     let mut cache = txn.open_table(TableDefinition::<&str, &[u8]>::new(&rname))?;
                     let mut queue = txn.open_table(TableDefinition::<u64, &[u8]>::new(&qname))?;
                     for (i, r) in records.iter().enumerate() {
-                        let value = frame(expires, &r.payload);
-                        for id in std::iter::once(&r.id).chain(&r.aliases) {
-                            cache.insert(id.as_str(), value.as_slice())?;
+                        if space.cache {
+                            let value = frame(expires, &r.payload);
+                            for id in std::iter::once(&r.id).chain(&r.aliases) {
+                                cache.insert(id.as_str(), value.as_slice())?;
+                            }
                         }
                         let seq = first + i as u64;
                         queue.insert(seq, queued(now, &r.payload).as_slice())?;
@@ -200,26 +225,13 @@ impl RecordStore for EmbeddedStore {
     ) -> Result<Vec<QueueEntry>> {
         let name = queue_name(space);
         self.blocking(move |shared| {
-            let run = || -> std::result::Result<Vec<QueueEntry>, OnlineError> {
-                let err = |e: redb::Error| shared.err(e);
-                let txn = shared.db.begin_read().map_err(|e| err(e.into()))?;
-                let table = match txn.open_table(TableDefinition::<u64, &[u8]>::new(&name)) {
-                    Ok(t) => t,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                    Err(e) => return Err(err(e.into())),
-                };
-                let mut out = Vec::new();
-                for item in table.iter().map_err(|e| err(e.into()))?.take(count.max(1)) {
-                    let (k, v) = item.map_err(|e| err(e.into()))?;
-                    let (_, payload) = unframe(v.value()).ok_or_else(|| corrupt("queue entry"))?;
-                    out.push(QueueEntry {
-                        position: position(k.value()),
-                        payload: payload.to_vec(),
-                    });
-                }
-                Ok(out)
-            };
-            run()
+            head(shared, &name, count, |seq, value| {
+                let (_, payload) = unframe(value).ok_or_else(|| corrupt("queue entry"))?;
+                Ok(QueueEntry {
+                    position: position(seq),
+                    payload: payload.to_vec(),
+                })
+            })
         })
         .await
     }
@@ -282,22 +294,9 @@ impl RecordStore for EmbeddedStore {
     async fn dead_letters(&self, space: &RecordSpace, limit: usize) -> Result<Vec<DeadLetter>> {
         let name = dead_name(space);
         self.blocking(move |shared| {
-            let run = || -> std::result::Result<Vec<DeadLetter>, OnlineError> {
-                let err = |e: redb::Error| shared.err(e);
-                let txn = shared.db.begin_read().map_err(|e| err(e.into()))?;
-                let table = match txn.open_table(TableDefinition::<u64, &[u8]>::new(&name)) {
-                    Ok(t) => t,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                    Err(e) => return Err(err(e.into())),
-                };
-                let mut out = Vec::new();
-                for item in table.iter().map_err(|e| err(e.into()))?.take(limit.max(1)) {
-                    let (_, v) = item.map_err(|e| err(e.into()))?;
-                    out.push(decode_dead(v.value()).ok_or_else(|| corrupt("dead letter"))?);
-                }
-                Ok(out)
-            };
-            run()
+            head(shared, &name, limit, |_, value| {
+                decode_dead(value).ok_or_else(|| corrupt("dead letter"))
+            })
         })
         .await
     }

@@ -36,6 +36,9 @@ pub struct RecordSpace {
     pub ttl: Option<Duration>,
     /// Redis: a logical database of its own; `None`: the store's.
     pub db: Option<u32>,
+    /// Keep a cached copy readable by id (`get`). `false`: records are only queued for export
+    /// (served-feature logs: written once, read only in the offline store).
+    pub cache: bool,
 }
 
 /// One record to store.

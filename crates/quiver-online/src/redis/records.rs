@@ -182,7 +182,8 @@ impl RecordStore for RedisStore {
         let mut xadds = Vec::with_capacity(records.len());
         let mut n = 0usize;
         for r in records {
-            for id in std::iter::once(&r.id).chain(&r.aliases) {
+            let cached = if space.cache { 1 + r.aliases.len() } else { 0 };
+            for id in std::iter::once(&r.id).chain(&r.aliases).take(cached) {
                 let set = pipe
                     .cmd("SET")
                     .arg(record_key(space, id))

@@ -65,6 +65,13 @@ pub struct NamespaceConfig {
     pub required: Vec<String>,
     #[serde(default)]
     pub isolation: Option<Isolation>,
+    /// Keep a cached copy readable by id (default true); `false`: only queue for export.
+    #[serde(default = "default_true")]
+    pub cache: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Where a namespace's online keys live.
@@ -85,6 +92,10 @@ pub struct BuiltinConfig {
     pub ttl: Option<Duration>,
     #[serde(default)]
     pub isolation: Option<Isolation>,
+    /// Keep cached copies readable by id: predictions yes (the latest per entity is read back),
+    /// served-feature logs no (unless set: they are read in the offline store).
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 impl Default for BuiltinConfig {
@@ -92,6 +103,7 @@ impl Default for BuiltinConfig {
         BuiltinConfig {
             ttl: default_ttl(),
             isolation: None,
+            cache: None,
         }
     }
 }

@@ -66,7 +66,12 @@ pub struct Receipt {
     pub position: Option<QueuePosition>,
 }
 
-fn builtin(name: &str, c: &config::BuiltinConfig, fields: &[(&str, &str)]) -> NamespaceConfig {
+fn builtin(
+    name: &str,
+    c: &config::BuiltinConfig,
+    cache: bool,
+    fields: &[(&str, &str)],
+) -> NamespaceConfig {
     NamespaceConfig {
         name: name.to_string(),
         id_field: "request_id".to_string(),
@@ -78,6 +83,7 @@ fn builtin(name: &str, c: &config::BuiltinConfig, fields: &[(&str, &str)]) -> Na
             .collect(),
         required: Vec::new(),
         isolation: c.isolation.clone(),
+        cache: c.cache.unwrap_or(cache),
     }
 }
 
@@ -96,6 +102,7 @@ impl Records {
             builtin(
                 PREDICTIONS,
                 &config.predictions,
+                true,
                 &[
                     ("model", "string"),
                     ("model_version", "string"),
@@ -105,6 +112,7 @@ impl Records {
             builtin(
                 SERVED_FEATURES,
                 &config.served_features,
+                false,
                 &[("service", "string"), ("rows", "int64")],
             ),
         ];
@@ -173,65 +181,15 @@ impl Records {
         let log = self.served_log()?;
         let now = now_ns();
         let id = new_request_id();
-        let mut record = Map::new();
-        record.insert("request_id".into(), Json::String(id.clone()));
-        record.insert("service".into(), Json::String(service.to_string()));
-        record.insert(
-            "time".into(),
-            Json::String(quiver_core::value::format_timestamp(now)),
+        let (service, entities, response) = (
+            service.to_string(),
+            request.entities.clone(),
+            response.clone(),
         );
-        record.insert("rows".into(), Json::from(response.rows()));
-        let entities: Map<String, Json> = request
-            .entities
-            .iter()
-            .map(|(k, vs)| {
-                (
-                    k.clone(),
-                    Json::Array(vs.iter().map(|v| v.to_json()).collect()),
-                )
-            })
-            .collect();
-        record.insert("entities".into(), Json::Object(entities));
-        let keys = request.entities.len();
-        let mut features = Map::new();
-        for (name, col) in response
-            .feature_names
-            .iter()
-            .zip(&response.columns)
-            .skip(keys)
-        {
-            features.insert(
-                name.clone(),
-                serde_json::json!({
-                    "values": col.values.iter().map(|v| v.to_json()).collect::<Vec<_>>(),
-                    "statuses": col.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-                    "event_timestamps": col.event_timestamps,
-                }),
-            );
-        }
-        record.insert("features".into(), Json::Object(features));
-        record.insert(
-            "layers".into(),
-            Json::Array(
-                response
-                    .layers
-                    .iter()
-                    .map(|row| {
-                        Json::Array(
-                            row.iter()
-                                .map(|l| Json::String(l.as_str().into()))
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            ),
-        );
-        log.log(Envelope {
-            id: id.clone(),
-            accepted_at: now,
-            time: now,
-            record,
-        });
+        let request_id = id.clone();
+        log.log(Box::new(move || {
+            served_record(request_id, service, now, &entities, &response)
+        }));
         Some(id)
     }
 
@@ -279,6 +237,99 @@ pub fn new_request_id() -> String {
         now_ns(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The log record of one served answer. Features in columns: `features` (names), and per
+/// feature `values`, `statuses` and `event_timestamps` (ns), each with one entry per row.
+fn served_record(
+    id: String,
+    service: String,
+    now: i64,
+    entities: &[(String, Vec<quiver_core::KeyValue>)],
+    response: &crate::OnlineResponse,
+) -> Envelope {
+    let mut record = Map::new();
+    record.insert("request_id".into(), Json::String(id.clone()));
+    record.insert("service".into(), Json::String(service));
+    record.insert(
+        "time".into(),
+        Json::String(quiver_core::value::format_timestamp(now)),
+    );
+    record.insert("rows".into(), Json::from(response.rows()));
+    record.insert(
+        "entities".into(),
+        Json::Object(
+            entities
+                .iter()
+                .map(|(k, vs)| {
+                    (
+                        k.clone(),
+                        Json::Array(vs.iter().map(|v| v.to_json()).collect()),
+                    )
+                })
+                .collect(),
+        ),
+    );
+    let keys = entities.len();
+    let features = response.feature_names.iter().skip(keys);
+    let columns = || response.columns.iter().skip(keys);
+    record.insert(
+        "features".into(),
+        Json::Array(features.map(|n| Json::String(n.clone())).collect()),
+    );
+    record.insert(
+        "values".into(),
+        Json::Array(
+            columns()
+                .map(|c| Json::Array(c.values.iter().map(|v| v.to_json()).collect()))
+                .collect(),
+        ),
+    );
+    record.insert(
+        "statuses".into(),
+        Json::Array(
+            columns()
+                .map(|c| {
+                    Json::Array(
+                        c.statuses
+                            .iter()
+                            .map(|s| Json::String(s.as_str().into()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    );
+    record.insert(
+        "event_timestamps".into(),
+        Json::Array(
+            columns()
+                .map(|c| Json::Array(c.event_timestamps.iter().map(|t| Json::from(*t)).collect()))
+                .collect(),
+        ),
+    );
+    record.insert(
+        "layers".into(),
+        Json::Array(
+            response
+                .layers
+                .iter()
+                .map(|row| {
+                    Json::Array(
+                        row.iter()
+                            .map(|l| Json::String(l.as_str().into()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    );
+    Envelope {
+        id,
+        accepted_at: now,
+        time: now,
+        record,
+    }
 }
 
 /// `k1=v1,k2=v2` over the entity's keys in name order: the alias of the latest prediction.

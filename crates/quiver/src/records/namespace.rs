@@ -135,6 +135,7 @@ impl Namespace {
                 key_prefix,
                 ttl: config.ttl,
                 db,
+                cache: config.cache,
             },
             table,
         })
@@ -264,7 +265,7 @@ impl Namespace {
         }
         let mut payload = StringBuilder::new();
         for e in &kept {
-            payload.append_value(Json::Object(e.record.clone()).to_string());
+            payload.append_value(serde_json::to_string(&e.record).unwrap_or_default());
         }
         columns.push(Arc::new(payload.finish()));
         let batch = RecordBatch::try_new(self.table.schema.clone(), columns)

@@ -26,8 +26,12 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// Records the buffer holds; beyond it, log records are dropped (and counted).
 pub const CAPACITY: usize = 100_000;
 
+/// A log record still to be built: serving hands over its data, the writer task builds the
+/// JSON, so the request path pays a clone and a channel send.
+pub type Pending = Box<dyn FnOnce() -> Envelope + Send>;
+
 enum Msg {
-    Log(Box<Envelope>),
+    Log(Pending),
     Flush(oneshot::Sender<()>),
 }
 
@@ -51,9 +55,9 @@ impl ServedLog {
         }
     }
 
-    /// Hands a log record to the writer; never waits.
-    pub fn log(&self, envelope: Envelope) {
-        if self.tx.try_send(Msg::Log(Box::new(envelope))).is_err() {
+    /// Hands a log record (built by the writer) to the writer; never waits.
+    pub fn log(&self, build: Pending) {
+        if self.tx.try_send(Msg::Log(build)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -133,11 +137,14 @@ async fn writer(
 
 fn take(msg: Msg, batch: &mut Vec<PutRecord>, waiting: &mut Vec<oneshot::Sender<()>>) {
     match msg {
-        Msg::Log(e) => batch.push(PutRecord {
-            id: e.id.clone(),
-            payload: e.to_bytes(),
-            aliases: Vec::new(),
-        }),
+        Msg::Log(build) => {
+            let e = build();
+            batch.push(PutRecord {
+                payload: e.to_bytes(),
+                id: e.id,
+                aliases: Vec::new(),
+            })
+        }
         Msg::Flush(done) => waiting.push(done),
     }
 }
