@@ -355,3 +355,35 @@ fn export_schedule(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> 
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn scheduled_exports_run_at_the_configured_time_of_day() {
+        let day = Duration::from_secs(86_400);
+        // Daily at 02:00 UTC: from 01:00 the next run is in an hour; from 03:00, in 23 hours.
+        assert_eq!(
+            next_export(at("2026-12-05T01:00:00Z"), day, Some(120)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            next_export(at("2026-12-05T03:00:00Z"), day, Some(120)),
+            Duration::from_secs(23 * 3600)
+        );
+        // Every 6 h from 02:00: 08:00, 14:00, ...
+        assert_eq!(
+            next_export(at("2026-12-05T09:30:00Z"), day / 4, Some(120)),
+            Duration::from_secs(4 * 3600 + 1800)
+        );
+        // No time of day: one period from now.
+        assert_eq!(next_export(at("2026-12-05T09:30:00Z"), day, None), day);
+    }
+}
