@@ -5,7 +5,8 @@
 //! appended and fsynced before the caller is answered, so a spilled record is as durable as the
 //! local disk. While the file holds anything, new records are appended behind it (never
 //! written around it), so a namespace's queue receives records in the order they were
-//! accepted. Replay puts each line's records into the store, in order, then rewrites the file
+//! accepted (while the file is empty, puts go to the store concurrently without a lock; only
+//! when it holds records do they pass through it one at a time). Replay puts each line's records into the store, in order, then rewrites the file
 //! without the lines that made it (atomically: a temporary file renamed over it); a crash in
 //! between replays those lines again, which the sink absorbs (PostgreSQL upserts by id;
 //! Parquet receives the duplicate entry — documented).
@@ -39,6 +40,9 @@ pub struct Spill {
     path: PathBuf,
     /// Held while appending or replaying; `true` when the file may hold lines.
     state: tokio::sync::Mutex<bool>,
+    /// A copy of the state readable without the lock: while the file is empty, puts go
+    /// straight to the store concurrently and take the lock only when the store fails.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl Spill {
@@ -47,6 +51,7 @@ impl Spill {
         Spill {
             path,
             state: tokio::sync::Mutex::new(pending),
+            pending: std::sync::atomic::AtomicBool::new(pending),
         }
     }
 
@@ -98,11 +103,28 @@ impl Spill {
         space: &RecordSpace,
         records: &[PutRecord],
     ) -> Result<Option<Vec<quiver_core::QueuePosition>>> {
+        use std::sync::atomic::Ordering;
+        // The common case, the file empty: no lock (puts in flight when an outage starts are
+        // concurrent with the first spilled ones, so either order is theirs).
+        let mut tried = false;
+        if !self.pending.load(Ordering::Acquire) {
+            match store.put(space, records).await {
+                Ok(positions) => return Ok(Some(positions)),
+                Err(e) => {
+                    let e = Error::from(e);
+                    if e.kind() != crate::ErrorKind::Unavailable {
+                        return Err(e);
+                    }
+                    tried = true;
+                }
+            }
+        }
         let mut pending = self.state.lock().await;
         if *pending {
             *pending = self.replay_locked(store, namespaces).await?;
+            self.pending.store(*pending, Ordering::Release);
         }
-        if !*pending {
+        if !*pending && !tried {
             match store.put(space, records).await {
                 Ok(positions) => return Ok(Some(positions)),
                 Err(e) => {
@@ -114,8 +136,12 @@ impl Spill {
                 }
             }
         }
+        if tried {
+            tracing::warn!(namespace = %space.name, records = records.len(), path = %self.path.display(), "record store unavailable; spilling to the local file");
+        }
         self.append(&space.name, records).await?;
         *pending = true;
+        self.pending.store(true, Ordering::Release);
         Ok(None)
     }
 
@@ -129,6 +155,8 @@ impl Spill {
         let mut pending = self.state.lock().await;
         if *pending {
             *pending = self.replay_locked(store, namespaces).await?;
+            self.pending
+                .store(*pending, std::sync::atomic::Ordering::Release);
         }
         Ok(*pending)
     }
