@@ -78,14 +78,11 @@ pub fn record_export(report: &quiver::ExportReport) {
 
 /// Sets the queue gauges: unexported entries, oldest entry's age, dead letters.
 pub fn record_queues(stats: &[(String, quiver::online_store::records::QueueStats)]) {
-    let now_ms = quiver::online_store::now_ns() / 1_000_000;
     for (ns, s) in stats {
         metrics::gauge!("quiver_export_queue_length", "namespace" => ns.clone())
             .set(s.length as f64);
-        metrics::gauge!("quiver_export_queue_oldest_age_seconds", "namespace" => ns.clone()).set(
-            s.oldest_ms
-                .map_or(0.0, |o| (now_ms - o as i64).max(0) as f64 / 1e3),
-        );
+        metrics::gauge!("quiver_export_queue_oldest_age_seconds", "namespace" => ns.clone())
+            .set(s.oldest_age_seconds().unwrap_or(0.0));
         metrics::gauge!("quiver_export_dead_letters", "namespace" => ns.clone())
             .set(s.dead_letters as f64);
     }

@@ -115,7 +115,6 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             );
         }
         RecordsCommand::Queue => {
-            let now_ms = quiver::online_store::now_ns() / 1_000_000;
             say!(
                 "{:<24} {:>10} {:>10} {:>14} {:>12}",
                 "namespace",
@@ -125,9 +124,9 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
                 "dead letters"
             );
             for (ns, s) in store.queue_stats().await? {
-                let age = s.oldest_ms.map_or("-".to_string(), |o| {
-                    format!("{:.1}", (now_ms - o as i64).max(0) as f64 / 1e3)
-                });
+                let age = s
+                    .oldest_age_seconds()
+                    .map_or("-".to_string(), |a| format!("{a:.1}"));
                 say!(
                     "{ns:<24} {:>10} {:>10} {age:>14} {:>12}",
                     s.length,

@@ -26,7 +26,6 @@ use std::fmt::Write as _;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, FieldRef};
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use quiver_core::QueuePosition;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -35,7 +34,7 @@ use tokio_postgres::types::Type;
 use super::{ACCEPTED_AT, RecordSink, RecordTable, in_context};
 use crate::error::{OfflineError, Result};
 use crate::store::PostgresOfflineStore;
-use crate::store::postgres::arrow::{Column, rows_to_batch};
+use crate::store::postgres::arrow::Column;
 use crate::store::postgres::codec::Cell;
 use crate::store::postgres::describe;
 use crate::store::postgres::sql::{DDL_LOCK, column_type, quote_ident};
@@ -47,8 +46,6 @@ const STAGE: &str = "quiver_record_stage";
 /// The staging column numbering rows in commit order: of two rows with one id and one
 /// `accepted_at`, the later one wins.
 const ORDINAL: &str = "__quiver_ordinal";
-/// Rows per batch returned by `read_all`.
-const READ_BATCH_ROWS: usize = 8192;
 
 /// One record table's statements, every identifier quoted.
 struct RecordSql {
@@ -483,23 +480,7 @@ impl RecordSink for PostgresOfflineStore {
             .query_raw(&sql.select_all(), std::iter::empty::<&str>())
             .await
             .map_err(fail)?;
-        let mut stream = std::pin::pin!(stream);
-        let mut out = Vec::new();
-        let mut rows = Vec::with_capacity(READ_BATCH_ROWS);
-        let to_batch = |rows: &[tokio_postgres::Row]| {
-            rows_to_batch(&table.schema, rows).map_err(|e| self.error(&doing, e))
-        };
-        while let Some(row) = stream.try_next().await.map_err(fail)? {
-            rows.push(row);
-            if rows.len() == READ_BATCH_ROWS {
-                out.push(to_batch(&rows)?);
-                rows.clear();
-            }
-        }
-        if !rows.is_empty() {
-            out.push(to_batch(&rows)?);
-        }
-        Ok(out)
+        self.read_batches(stream, &table.schema, &doing).await
     }
 }
 

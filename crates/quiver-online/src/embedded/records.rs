@@ -122,10 +122,6 @@ fn head<T>(
     Ok(out)
 }
 
-fn queued(at_ms: u64, payload: &[u8]) -> Vec<u8> {
-    frame(at_ms, payload)
-}
-
 #[async_trait]
 impl RecordStore for EmbeddedStore {
     fn kind(&self) -> &'static str {
@@ -160,7 +156,7 @@ impl RecordStore for EmbeddedStore {
                             }
                         }
                         let seq = first + i as u64;
-                        queue.insert(seq, queued(now, &r.payload).as_slice())?;
+                        queue.insert(seq, frame(now, &r.payload).as_slice())?;
                         out.push(position(seq));
                     }
                 }
@@ -326,7 +322,7 @@ impl RecordStore for EmbeddedStore {
                         .map_err(|e| err(e.into()))?;
                     for (i, l) in letters.iter().enumerate() {
                         queue
-                            .insert(first + i as u64, queued(now, &l.payload).as_slice())
+                            .insert(first + i as u64, frame(now, &l.payload).as_slice())
                             .map_err(|e| err(e.into()))?;
                     }
                 }

@@ -81,6 +81,15 @@ pub struct QueueStats {
     pub dead_letters: u64,
 }
 
+impl QueueStats {
+    /// How long the oldest unexported entry has waited, in seconds (`None`: the queue is empty).
+    pub fn oldest_age_seconds(&self) -> Option<f64> {
+        let now_ms = crate::now_ns() / 1_000_000;
+        self.oldest_ms
+            .map(|o| (now_ms - o as i64).max(0) as f64 / 1e3)
+    }
+}
+
 /// Cached records and their export queue.
 #[async_trait]
 pub trait RecordStore: Send + Sync {

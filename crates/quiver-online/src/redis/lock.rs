@@ -23,7 +23,7 @@ impl RedisStore {
 
 /// The TTL in ms for `PX`: at least 1 (a sub-millisecond TTL still expires, and `PX 0` is an
 /// error), at most what Redis accepts.
-fn ttl_ms(ttl: Duration) -> u64 {
+pub(super) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis())
         .unwrap_or(u64::MAX)
         .clamp(1, i64::MAX as u64 / 2)

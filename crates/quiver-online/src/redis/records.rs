@@ -18,6 +18,7 @@ use quiver_core::QueuePosition;
 use redis::Value;
 
 use super::RedisStore;
+use super::lock::ttl_ms;
 use crate::error::{OnlineError, Result};
 use crate::records::{DeadLetter, PutRecord, QueueEntry, QueueStats, RecordSpace, RecordStore};
 
@@ -106,12 +107,6 @@ fn queue_entries(list: &Value, what: &str) -> Result<Vec<QueueEntry>> {
         out.push(QueueEntry { position, payload });
     }
     Ok(out)
-}
-
-fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis())
-        .unwrap_or(u64::MAX)
-        .clamp(1, i64::MAX as u64 / 2)
 }
 
 impl RedisStore {

@@ -34,14 +34,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
         Ok(_) => match current.queue_stats().await {
             Ok(stats) => {
                 crate::metrics::record_queues(&stats);
-                let now_ms = quiver::online_store::now_ns() / 1_000_000;
-                json!(stats.iter().map(|(ns, s)| json!({
-                    "namespace": ns,
-                    "length": s.length,
-                    "pending": s.pending,
-                    "oldest_age_seconds": s.oldest_ms.map(|o| (now_ms - o as i64).max(0) as f64 / 1e3),
-                    "dead_letters": s.dead_letters,
-                })).collect::<Vec<_>>())
+                super::records::queues_json(&stats)
             }
             Err(e) => json!({"error": e.to_string()}),
         },

@@ -247,20 +247,23 @@ pub async fn export(
 pub async fn queue(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let store = state.store.load_full();
     let stats = store.queue_stats().await?;
-    let now_ms = quiver::online_store::now_ns() / 1_000_000;
-    let out: Vec<Value> = stats
+    Ok(Json(json!({"namespaces": queues_json(&stats)})).into_response())
+}
+
+/// Each namespace's queue as `/export/queue` and `/health` show it.
+pub fn queues_json(stats: &[(String, quiver::online_store::records::QueueStats)]) -> Value {
+    stats
         .iter()
         .map(|(ns, s)| {
             json!({
                 "namespace": ns,
                 "length": s.length,
                 "pending": s.pending,
-                "oldest_age_seconds": s.oldest_ms.map(|o| (now_ms - o as i64).max(0) as f64 / 1e3),
+                "oldest_age_seconds": s.oldest_age_seconds(),
                 "dead_letters": s.dead_letters,
             })
         })
-        .collect();
-    Ok(Json(json!({"namespaces": out})).into_response())
+        .collect()
 }
 
 /// `GET /export/dead-letters/{ns}?limit=100`.

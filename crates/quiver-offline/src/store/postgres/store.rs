@@ -211,6 +211,34 @@ impl PostgresOfflineStore {
         &self.schema
     }
 
+    /// The rows of a query, as batches of at most `READ_BATCH_ROWS` rows with `schema`; errors
+    /// say what was being done (`doing`).
+    pub(crate) async fn read_batches(
+        &self,
+        stream: tokio_postgres::RowStream,
+        schema: &arrow_schema::SchemaRef,
+        doing: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let fail = |e: tokio_postgres::Error| self.error(doing, describe(&e));
+        let to_batch = |rows: &[tokio_postgres::Row]| {
+            rows_to_batch(schema, rows).map_err(|e| self.error(doing, e))
+        };
+        let mut stream = std::pin::pin!(stream);
+        let mut out = Vec::new();
+        let mut rows = Vec::with_capacity(READ_BATCH_ROWS);
+        while let Some(row) = stream.try_next().await.map_err(fail)? {
+            rows.push(row);
+            if rows.len() == READ_BATCH_ROWS {
+                out.push(to_batch(&rows)?);
+                rows.clear();
+            }
+        }
+        if !rows.is_empty() {
+            out.push(to_batch(&rows)?);
+        }
+        Ok(out)
+    }
+
     /// A store error naming the server, with the password scrubbed.
     pub(crate) fn error(&self, doing: &str, message: impl Display) -> OfflineError {
         let mut message = format!("{doing} on {}: {message}", self.target);
@@ -367,23 +395,7 @@ impl OfflineStore for PostgresOfflineStore {
             .query_raw(&sql.select(start.is_some(), end.is_some()), params.iter())
             .await
             .map_err(fail)?;
-        let mut stream = std::pin::pin!(stream);
-        let mut out = Vec::new();
-        let mut rows = Vec::with_capacity(READ_BATCH_ROWS);
-        let to_batch = |rows: &[tokio_postgres::Row]| {
-            rows_to_batch(&table.schema, rows).map_err(|e| self.error(&doing, e))
-        };
-        while let Some(row) = stream.try_next().await.map_err(fail)? {
-            rows.push(row);
-            if rows.len() == READ_BATCH_ROWS {
-                out.push(to_batch(&rows)?);
-                rows.clear();
-            }
-        }
-        if !rows.is_empty() {
-            out.push(to_batch(&rows)?);
-        }
-        Ok(out)
+        self.read_batches(stream, &table.schema, &doing).await
     }
 
     async fn read_latest(
