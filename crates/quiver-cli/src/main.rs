@@ -37,6 +37,10 @@ struct Cli {
     /// Log level filter (e.g. `info`, `quiver=debug`); also RUST_LOG.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
+    /// Log lines as `text` or `json` (one object per line, with the request id of each
+    /// request's lines under `serve`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,15 +71,30 @@ enum Command {
     Records(commands::records::Args),
     /// Drain the record queues into the offline store (exactly once); dead letters.
     Export(commands::records::ExportArgs),
+    /// A running server's serving statistics per view and layer (since start, last minute).
+    Stats(commands::ops::StatsArgs),
+    /// Delete online records of a view (version), all or some entities.
+    Invalidate(commands::ops::InvalidateArgs),
+    /// Delete the online records of view versions no longer served.
+    PruneOnline(commands::ops::PruneArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,6 +121,9 @@ fn main() -> std::process::ExitCode {
             Command::Warm(args) => commands::warm::run(&cli.project, args).await,
             Command::Records(args) => commands::records::run(&cli.project, args).await,
             Command::Export(args) => commands::records::export(&cli.project, args).await,
+            Command::Stats(args) => commands::ops::stats(&cli.project, args).await,
+            Command::Invalidate(args) => commands::ops::invalidate(&cli.project, args).await,
+            Command::PruneOnline(args) => commands::ops::prune_online(&cli.project, args).await,
         }
     });
     match result {

@@ -162,6 +162,10 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Faulty<S> {
         self.inner.memory().await
     }
 
+    async fn table_sizes(&self, project: &str) -> Result<Vec<crate::TableSize>> {
+        self.inner.table_sizes(project).await
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -186,6 +190,11 @@ impl<S: OnlineStoreRead + OnlineStoreWrite> OnlineStoreWrite for Faulty<S> {
         self.enter(Kind::Write, self.inner.kind(), "delete_table")
             .await?;
         self.inner.delete_table(table).await
+    }
+
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        self.enter(Kind::Write, self.inner.kind(), "delete").await?;
+        self.inner.delete(table, keys).await
     }
 }
 

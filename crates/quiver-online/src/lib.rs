@@ -139,6 +139,53 @@ pub trait OnlineStoreRead: Send + Sync {
     async fn memory(&self) -> Result<Option<MemoryUsage>> {
         Ok(None)
     }
+
+    /// How many records each view version of `project` holds, and about how many bytes: one
+    /// pass over the project's keys (Redis: incremental `SCAN`, never `KEYS`), for `quiver
+    /// prune-online`, `apply`'s report and the key-count gauges. Optional.
+    async fn table_sizes(&self, project: &str) -> Result<Vec<TableSize>> {
+        let _ = project;
+        Err(OnlineError::Unsupported("table_sizes"))
+    }
+}
+
+/// The records one view version holds in the online store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSize {
+    pub view: String,
+    pub version: u32,
+    pub keys: u64,
+    /// Keys and values, in bytes (Redis: estimated from a sample of `MEMORY USAGE`).
+    pub bytes: u64,
+}
+
+/// Splits a storage key `{prefix}:{project}:{view}:v{version}:{entity}` into view and version
+/// (`None` for keys that are not view records, such as record namespaces).
+pub fn parse_table_key<'k>(key: &'k str, project_prefix: &str) -> Option<(&'k str, u32)> {
+    let rest = key.strip_prefix(project_prefix)?;
+    let (view, rest) = rest.split_once(':')?;
+    let (version, _) = rest.split_once(':')?;
+    let version = version.strip_prefix('v')?.parse().ok()?;
+    Some((view, version))
+}
+
+/// Adds one key to per-table sizes kept sorted by (view, version).
+pub(crate) fn count_key(sizes: &mut Vec<TableSize>, view: &str, version: u32, bytes: u64) {
+    match sizes.binary_search_by(|s| (s.view.as_str(), s.version).cmp(&(view, version))) {
+        Ok(i) => {
+            sizes[i].keys += 1;
+            sizes[i].bytes += bytes;
+        }
+        Err(i) => sizes.insert(
+            i,
+            TableSize {
+                view: view.to_string(),
+                version,
+                keys: 1,
+                bytes,
+            },
+        ),
+    }
 }
 
 /// A backend's memory: used bytes and the configured limit (`None`: unlimited).
@@ -162,6 +209,12 @@ pub trait OnlineStoreWrite: Send + Sync {
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
         let _ = table;
         Err(OnlineError::Unsupported("delete_table"))
+    }
+
+    /// Deletes the records of `keys` (invalidation); returns how many existed. Optional.
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        let _ = (table, keys);
+        Err(OnlineError::Unsupported("delete"))
     }
 }
 
@@ -205,6 +258,10 @@ impl<T: OnlineStoreRead + ?Sized> OnlineStoreRead for Arc<T> {
     async fn memory(&self) -> Result<Option<MemoryUsage>> {
         (**self).memory().await
     }
+
+    async fn table_sizes(&self, project: &str) -> Result<Vec<TableSize>> {
+        (**self).table_sizes(project).await
+    }
 }
 
 #[async_trait]
@@ -215,6 +272,10 @@ impl<T: OnlineStoreWrite + ?Sized> OnlineStoreWrite for Arc<T> {
 
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
         (**self).delete_table(table).await
+    }
+
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        (**self).delete(table, keys).await
     }
 }
 

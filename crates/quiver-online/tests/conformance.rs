@@ -154,6 +154,8 @@ macro_rules! conformance_suite {
             string_keys_with_special_characters,
             multi_column_keys,
             delete_table_removes_one_view_version,
+            delete_removes_the_given_entities,
+            table_sizes_count_each_view_version,
         ]);
     };
     (@cases $backend:ident, $setup:path, [$($case:ident),* $(,)?]) => {
@@ -639,5 +641,57 @@ mod cases {
                 .all(Option::is_some)
         );
         assert_eq!(store.delete_table(&v1).await.unwrap(), 0);
+    }
+
+    pub async fn delete_removes_the_given_entities(b: &impl Backend) {
+        let store = default_handle(b);
+        let t = table("invalidate", None);
+        let keys: Vec<EntityKey> = (0..10).map(int).collect();
+        let rows: Vec<_> = keys.iter().map(|k| (k.clone(), rec(1, None, 1))).collect();
+        store.write(&t, &rows).await.unwrap();
+        // Two stored keys and one never written: two records went.
+        let gone = [int(3), int(7), int(99)];
+        assert_eq!(store.delete(&t, &gone).await.unwrap(), 2);
+        let read = store.read(&t, &keys).await.unwrap();
+        for (i, r) in read.iter().enumerate() {
+            assert_eq!(r.is_none(), i == 3 || i == 7, "key {i}: {r:?}");
+        }
+        assert_eq!(store.delete(&t, &gone).await.unwrap(), 0);
+    }
+
+    pub async fn table_sizes_count_each_view_version(b: &impl Backend) {
+        let store = default_handle(b);
+        let v1 = table("sizes", None);
+        let v2 = ViewTable {
+            version: 2,
+            ..v1.clone()
+        };
+        let other = ViewTable {
+            view: "orders".into(),
+            ..v1.clone()
+        };
+        // Another project's records are not counted.
+        let elsewhere = table("sizes_other", None);
+        let rows = |n: i64| -> Vec<(EntityKey, Record)> {
+            (0..n).map(|k| (int(k), rec(1, None, k))).collect()
+        };
+        store.write(&v1, &rows(7)).await.unwrap();
+        store.write(&v2, &rows(3)).await.unwrap();
+        store.write(&other, &rows(5)).await.unwrap();
+        store.write(&elsewhere, &rows(4)).await.unwrap();
+        let sizes = store.table_sizes("sizes").await.unwrap();
+        let counts: Vec<(&str, u32, u64)> = sizes
+            .iter()
+            .map(|s| (s.view.as_str(), s.version, s.keys))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("orders", 1, 5),
+                ("user_profile", 1, 7),
+                ("user_profile", 2, 3)
+            ]
+        );
+        assert!(sizes.iter().all(|s| s.bytes > 0), "{sizes:?}");
     }
 }

@@ -53,6 +53,12 @@ impl IntoResponse for ApiError {
             tracing::error!(kind = self.kind, message = %self.message, "request failed");
         }
         let body = serde_json::json!({"error": {"kind": self.kind, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorKindTag(self.kind));
+        response
     }
 }
+
+/// The kind of an error response, for the request middleware's `quiver_http_errors_total`.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorKindTag(pub &'static str);

@@ -7,8 +7,12 @@
 //!   the embedded store while the server holds its file).
 //! - Records and predictions ([`routes::records`]): `PUT|GET|DELETE /records/{ns}/{id}`,
 //!   `POST /records/{ns}`, `POST /predictions`, `GET /predictions/{model}`, `POST /export`.
-//! - `GET /health` (liveness and the online store), `GET /ready` (503 while warming),
-//!   `GET /metrics` ([`routes::ops`]).
+//! - Operations ([`routes::ops`]): `GET /livez` (the process answers), `GET /readyz` (registry
+//!   loaded, warm-up done, the online store or a fallback answering; `/ready` is the same),
+//!   `GET /health` (components and `healthy | degraded | unhealthy`), `GET /stats` (per view
+//!   and layer), `GET /metrics`, `POST /invalidate`, `POST /prune-online`.
+//! - Every request gets an id (`x-request-id`, echoed; the client's when it sends one) carried
+//!   by its log lines.
 //!
 //! The server watches the registry file and swaps in the new definitions after a
 //! `quiver apply`, without a restart and without dropping requests.
@@ -49,6 +53,8 @@ pub struct AppState {
     /// True while `serve --warm` loads the online store; `/ready` answers 503 meanwhile.
     pub warming: std::sync::atomic::AtomicBool,
     pub metrics: PrometheusHandle,
+    /// The online records per view version, counted every `server.key_count_interval`.
+    pub online_sizes: std::sync::Mutex<Option<Vec<quiver::online_admin::OnlineVersion>>>,
 }
 
 impl AppState {
@@ -61,6 +67,7 @@ impl AppState {
             request_timeout: server.request_timeout,
             warming: std::sync::atomic::AtomicBool::new(false),
             metrics: metrics::handle(),
+            online_sizes: std::sync::Mutex::new(None),
         })
     }
 
@@ -100,7 +107,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::feast::get_online_features),
         )
         .route("/health", get(routes::ops::health))
-        .route("/ready", get(routes::ops::ready))
+        .route("/livez", get(routes::ops::livez))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/ready", get(routes::ops::readyz))
+        .route("/stats", get(routes::ops::stats))
         .route(
             "/predictions/{model}",
             get(routes::records::latest_prediction),
@@ -116,6 +126,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::feast::write_to_online_store),
         )
         .route("/materialize", post(routes::ops::materialize))
+        .route("/invalidate", post(routes::ops::invalidate))
+        .route("/prune-online", post(routes::ops::prune_online))
         .route(
             "/records/{namespace}/{id}",
             get(routes::records::get_record)
@@ -138,6 +150,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(request_id))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }
@@ -163,6 +176,44 @@ async fn bounded_by_request_timeout(
     }
 }
 
+/// Gives every request an id — the client's `x-request-id` when it sends one (up to 128
+/// visible ASCII characters), else a new one — logs the request inside a span carrying it, and
+/// echoes it in the response's `x-request-id`.
+async fn request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    const HEADER: &str = "x-request-id";
+    let id = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(quiver::records::new_request_id);
+    let value = axum::http::HeaderValue::from_str(&id).ok();
+    if let Some(v) = &value {
+        request.headers_mut().insert(HEADER, v.clone());
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "request"
+        )
+    });
+    if let Some(v) = value {
+        response.headers_mut().insert(HEADER, v);
+    }
+    response
+}
+
 /// Unknown routes answer in the JSON error shape like every other error.
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::new(
@@ -172,6 +223,7 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
             "no route `{}`; routes: POST /get-online-features, POST /write-to-online-store, \
              POST /materialize, PUT|GET|DELETE /records/{{ns}}/{{id}}, POST /records/{{ns}}, \
              POST /predictions, GET /predictions/{{model}}, POST /export, GET /export/queue, \
+             POST /invalidate, POST /prune-online, GET /stats, GET /livez, GET /readyz, \
              GET /health, GET /metrics",
             uri.path()
         ),
@@ -255,16 +307,19 @@ pub async fn serve_with(
     // The recorder keeps every histogram sample until it is drained; without a scrape of
     // /metrics that grew the server by ~1 MiB a minute under load (10-minute soak). Upkeep
     // drains them into the buckets.
+    // Upkeep also keeps the serving statistics' last-minute snapshots.
     let upkeep = {
-        let handle = state.metrics.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(METRICS_UPKEEP);
             loop {
                 tick.tick().await;
-                handle.run_upkeep();
+                state.metrics.run_upkeep();
+                state.store.load().stats().tick();
             }
         })
     };
+    let key_counts = key_counter(state.clone());
     let exporter = export_schedule(state.clone());
     let spill = spill_replayer(state.clone());
     on_bound(bound);
@@ -274,6 +329,9 @@ pub async fn serve_with(
         .await;
     watcher.abort();
     upkeep.abort();
+    if let Some(k) = key_counts {
+        k.abort();
+    }
     if let Some(e) = exporter {
         e.abort();
     }
@@ -308,6 +366,37 @@ pub fn next_export(
     let wait = elapsed.rem_euclid(every_s);
     let wait = if wait == 0 { 0 } else { every_s - wait };
     Duration::from_secs(wait as u64)
+}
+
+/// Counts the online records of each view version every `server.key_count_interval` (for
+/// `quiver_view_online_keys`); off when the interval is zero or the store cannot count.
+fn key_counter(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let every = state
+        .store
+        .load()
+        .project()
+        .config
+        .server
+        .key_count_interval;
+    if every.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let store = state.store.load_full();
+            match store.online_versions().await {
+                Ok(sizes) => {
+                    *state.online_sizes.lock().unwrap_or_else(|p| p.into_inner()) = Some(sizes)
+                }
+                Err(quiver::Error::Online(quiver::online_store::OnlineError::Unsupported(_))) => {
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "counting online records failed"),
+            }
+        }
+    }))
 }
 
 /// Replays the records spill file every second while it holds records (`records.spill`).

@@ -179,12 +179,24 @@ async fn redis_killed_stalled_and_restarted_while_clients_stream() {
         let (status, layer, body, _) = get(&s, "profile", &ids).await;
         assert_eq!((status, layer.as_str()), (200, "offline"), "{body}");
     }
+    // Degraded, not down: the offline layer answers for the online store, so the server
+    // stays ready (a load balancer keeps sending it traffic).
     let (status, health) = get_health(&s).await;
-    assert_eq!(status, 503, "{health}");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["online_store"]["ok"], false, "{health}");
+    assert_eq!(health["offline_layer"]["fallback"], true, "{health}");
     assert_eq!(
         health["online_store"]["circuit"]["state"], "open",
         "{health}"
     );
+    let ready = s
+        .client
+        .get(format!("http://{}/readyz", s.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
     // A view without fallback: a JSON 503 within the deadline.
     let (status, _, body, took) = get(&s, "profile_strict", &ids).await;
     assert_eq!(status, 503, "{body}");
@@ -211,6 +223,7 @@ async fn redis_killed_stalled_and_restarted_while_clients_stream() {
     eprintln!("online answers resumed {resumed:?} after the restart");
     let (status, health) = get_health(&s).await;
     assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "healthy", "{health}");
     assert_eq!(
         health["online_store"]["circuit"]["state"], "closed",
         "{health}"

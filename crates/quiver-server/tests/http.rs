@@ -549,7 +549,7 @@ async fn health_and_metrics() {
     let (status, body) = s.get("/health").await;
     assert_eq!(status, 200, "{body}");
     let health: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(health["status"], "ok");
+    assert_eq!(health["status"], "healthy", "{health}");
     assert_eq!(health["online_store"]["kind"], "memory");
     s.post_json(
         "/get-online-features",

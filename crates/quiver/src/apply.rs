@@ -21,6 +21,9 @@ pub struct ApplyReport {
     /// Per view, what its offline table is (e.g. `TimescaleDB hypertable ...`, `table ... with
     /// index on (...)`, `parquet directory ...`), created if missing.
     pub offline_tables: Vec<(String, String)>,
+    /// Online records of view versions no longer served (after a removal or a version bump in
+    /// this apply): what `quiver prune-online` would delete. `Err`: the store could not say.
+    pub unserved_online: std::result::Result<Vec<crate::online_admin::OnlineVersion>, String>,
 }
 
 impl FeatureStore {
@@ -62,12 +65,27 @@ impl FeatureStore {
                 offline.ensure_table(&table).await?,
             ));
         }
+        // Only when this apply left a version behind: counting walks the online store's keys.
+        let left_behind = changes.iter().any(|c| {
+            c.kind == "feature view"
+                && (c.action == crate::registry::ChangeAction::Removed
+                    || c.detail.as_deref().is_some_and(|d| d.contains(" -> v")))
+        });
+        let unserved_online = match left_behind {
+            true => self
+                .online_versions()
+                .await
+                .map(|v| v.into_iter().filter(|v| !v.served).collect())
+                .map_err(|e| e.to_string()),
+            false => Ok(Vec::new()),
+        };
         Ok(ApplyReport {
             changes,
             serial,
             warnings,
             versions,
             offline_tables,
+            unserved_online,
         })
     }
 

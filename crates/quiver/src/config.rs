@@ -85,6 +85,63 @@ pub struct ServerConfig {
         with = "quiver_core::duration::serde_req"
     )]
     pub request_timeout: std::time::Duration,
+    /// When `/health` says `degraded` (see [`HealthConfig`]).
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// How often the server counts the online records of each view version for `/metrics`
+    /// (`quiver_view_online_keys`; on Redis one incremental `SCAN` of the project's keys);
+    /// `0s` turns it off.
+    #[serde(
+        default = "default_key_count_interval",
+        with = "quiver_core::duration::serde_req"
+    )]
+    pub key_count_interval: std::time::Duration,
+}
+
+/// `server.health`: the thresholds past which `/health` reports `degraded` (it stays ready:
+/// degraded means serving, with something to look at). `unhealthy` is fixed: no registry, or
+/// neither the online store nor a fallback layer can answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The online store's ping is slower than this.
+    #[serde(
+        default = "default_max_ping",
+        with = "quiver_core::duration::serde_req"
+    )]
+    pub max_ping: std::time::Duration,
+    /// The online store uses more than this share of its memory limit.
+    #[serde(default = "default_max_memory_ratio")]
+    pub max_memory_ratio: f64,
+    /// A record waits for export longer than this.
+    #[serde(
+        default = "default_max_queue_age",
+        with = "quiver_core::duration::serde_req"
+    )]
+    pub max_export_queue_age: std::time::Duration,
+}
+
+fn default_max_ping() -> std::time::Duration {
+    std::time::Duration::from_millis(100)
+}
+fn default_max_memory_ratio() -> f64 {
+    0.9
+}
+fn default_max_queue_age() -> std::time::Duration {
+    std::time::Duration::from_secs(26 * 3600)
+}
+fn default_key_count_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            max_ping: default_max_ping(),
+            max_memory_ratio: default_max_memory_ratio(),
+            max_export_queue_age: default_max_queue_age(),
+        }
+    }
 }
 
 fn default_request_timeout() -> std::time::Duration {
@@ -112,6 +169,8 @@ impl Default for ServerConfig {
             max_entities: default_max_entities(),
             max_body_bytes: default_max_body(),
             request_timeout: default_request_timeout(),
+            health: HealthConfig::default(),
+            key_count_interval: default_key_count_interval(),
         }
     }
 }

@@ -40,10 +40,12 @@ pub mod error;
 pub mod init;
 pub mod materialize;
 pub mod offline;
+pub mod online_admin;
 pub mod records;
 pub mod registry;
 pub mod selection;
 pub mod serving;
+pub mod stats;
 pub mod store;
 pub mod warm;
 

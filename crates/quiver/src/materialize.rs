@@ -115,12 +115,45 @@ impl FeatureStore {
             .unwrap_or(self.project().config.materialize.strict);
         let mut report = MaterializeReport::default();
         for name in names {
-            report.views.push(
-                self.materialize_view(&name, options.start, end, strict, progress)
-                    .await?,
-            );
+            let view = self
+                .materialize_view(&name, options.start, end, strict, progress)
+                .await?;
+            self.record_materialization(&view, options.start, end);
+            report.views.push(view);
         }
         Ok(report)
+    }
+
+    /// Counts the rows in the serving statistics and records the run in the registry file (what
+    /// freshness is measured from). The data is written either way: a registry that cannot be
+    /// saved is logged, not an error of the materialization.
+    fn record_materialization(&self, view: &ViewReport, start: Option<i64>, end: i64) {
+        self.stats()
+            .view(&view.view)
+            .writes
+            .fetch_add(view.written, std::sync::atomic::Ordering::Relaxed);
+        let path = self.registry_path();
+        let saved = crate::registry::Registry::load(&path).and_then(|current| {
+            let Some(mut current) = current else {
+                return Ok(());
+            };
+            current.materializations.insert(
+                view.view.clone(),
+                crate::registry::MaterializationRun {
+                    version: view.version,
+                    finished_at: quiver_online::now_ns(),
+                    start,
+                    end,
+                    written: view.written,
+                    rejected: view.rejected,
+                    seconds: view.seconds,
+                },
+            );
+            current.save(&path)
+        });
+        if let Err(e) = saved {
+            tracing::warn!(view = %view.view, error = %e, "the materialization is not recorded in the registry");
+        }
     }
 
     async fn materialize_view(

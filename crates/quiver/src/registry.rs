@@ -92,6 +92,23 @@ pub struct Registry {
     /// Per `view:v{version}`: event time (ns) up to which it was materialized.
     #[serde(default)]
     pub watermarks: BTreeMap<String, i64>,
+    /// Per view: its last materialization (freshness in `/metrics` and `/health`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub materializations: BTreeMap<String, MaterializationRun>,
+}
+
+/// One finished materialization of a view.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaterializationRun {
+    pub version: u32,
+    /// When it finished, ns UTC (wall clock).
+    pub finished_at: i64,
+    /// The event-time window it covered, ns UTC (`start`: none, from the beginning).
+    pub start: Option<i64>,
+    pub end: i64,
+    pub written: u64,
+    pub rejected: u64,
+    pub seconds: f64,
 }
 
 impl Registry {

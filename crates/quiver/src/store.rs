@@ -191,6 +191,11 @@ impl FeatureStore {
     }
 
     /// The reader serving goes through: the online store behind the fallback layer.
+    /// Serving statistics since the store was opened (kept across registry reloads).
+    pub fn stats(&self) -> &Arc<crate::stats::ServingStats> {
+        self.reader.stats()
+    }
+
     pub fn reader(&self) -> &Arc<LayeredReader> {
         &self.reader
     }

@@ -2,9 +2,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use quiver::{FeatureSelection, OnlineRequest};
-use quiver_core::{KeyValue, ScalarType};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,22 +36,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             bail!("name features as `view:feature`, or a feature service with `--service`")
         }
     };
-    let mut columns: Vec<(String, Vec<KeyValue>)> = Vec::new();
-    for (row, text) in args.entities.iter().enumerate() {
-        for pair in text.split(',') {
-            let (key, value) = pair
-                .split_once('=')
-                .with_context(|| format!("--entity `{pair}` is not `key=value`"))?;
-            let ty = store.join_key_type(key).unwrap_or(ScalarType::String);
-            let parsed = KeyValue::parse(value, ty)
-                .map_err(|e| anyhow::anyhow!("--entity `{pair}`: {e}"))?;
-            match columns.iter_mut().find(|(k, _)| k == key) {
-                Some((_, vals)) => vals.push(parsed),
-                None if row == 0 => columns.push((key.to_string(), vec![parsed])),
-                None => bail!("--entity `{text}` has key `{key}` that the first row does not"),
-            }
-        }
-    }
+    let columns = super::parse_entities(&store, &args.entities)?;
     let request = OnlineRequest {
         features,
         entities: columns,

@@ -7,6 +7,7 @@ pub mod historical;
 pub mod incremental;
 pub mod init;
 pub mod materialize;
+pub mod ops;
 pub mod records;
 pub mod serve;
 pub mod warm;
@@ -49,5 +50,50 @@ pub fn print_skipped(view: &str, null_timestamp: u64, null_key: u64) {
     }
     if null_key > 0 {
         say!("  {view}: skipped {null_key} source rows with a null join key");
+    }
+}
+
+/// `--entity key=value` rows (`a=1,b=x` for composite keys) as column-major entity rows, each
+/// value parsed as its join key's type.
+pub fn parse_entities(
+    store: &quiver::FeatureStore,
+    rows: &[String],
+) -> anyhow::Result<Vec<(String, Vec<quiver_core::KeyValue>)>> {
+    use anyhow::Context as _;
+    let mut columns: Vec<(String, Vec<quiver_core::KeyValue>)> = Vec::new();
+    for (row, text) in rows.iter().enumerate() {
+        for pair in text.split(',') {
+            let (key, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--entity `{pair}` is not `key=value`"))?;
+            let ty = store
+                .join_key_type(key)
+                .unwrap_or(quiver_core::ScalarType::String);
+            let parsed = quiver_core::KeyValue::parse(value, ty)
+                .map_err(|e| anyhow::anyhow!("--entity `{pair}`: {e}"))?;
+            match columns.iter_mut().find(|(k, _)| k == key) {
+                Some((_, vals)) => vals.push(parsed),
+                None if row == 0 => columns.push((key.to_string(), vec![parsed])),
+                None => {
+                    anyhow::bail!("--entity `{text}` has key `{key}` that the first row does not")
+                }
+            }
+        }
+    }
+    Ok(columns)
+}
+
+/// `1.2 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
     }
 }

@@ -116,6 +116,18 @@ pub struct FeatureView {
     /// Where serving turns when the online store cannot answer; `None`: the store-wide default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// The view is stale when its last materialization is older than this (`/health`,
+    /// `/metrics`, the alert rules). Not part of the schema: changing it bumps no version.
+    #[serde(
+        default,
+        with = "crate::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub freshness_max_age: Option<Duration>,
+    /// What one lazy computation of a key costs (any unit a team charts, e.g. dollars or
+    /// source-query seconds): `/metrics` multiplies it by the computations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_computation: Option<f64>,
 }
 
 /// A serving fallback policy: `{layer: offline, on: [unavailable, miss]}`, or `none`.

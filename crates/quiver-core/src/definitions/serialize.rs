@@ -87,6 +87,18 @@ pub struct FeatureViewDef {
     /// Serving fallback: `none`, or `{layer: offline, on: [unavailable, miss]}`.
     #[serde(default)]
     pub fallback: Option<super::FallbackDef>,
+    /// `{max_age: 1h}`: the view is stale when its last materialization is older.
+    #[serde(default)]
+    pub freshness: Option<FreshnessDef>,
+    /// What one lazy computation costs (a number, in the unit the team charts).
+    #[serde(default)]
+    pub cost_per_computation: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessDef {
+    pub max_age: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -306,6 +306,35 @@ impl Definitions {
                         None
                     }
                 };
+                let freshness_max_age = match v
+                    .freshness
+                    .as_ref()
+                    .map(|f| crate::duration::parse(&f.max_age))
+                    .transpose()
+                {
+                    Ok(Some(d)) if d.is_zero() => {
+                        ctx.err(
+                            file,
+                            format!("{what}: field `freshness.max_age` must be longer than zero"),
+                        );
+                        None
+                    }
+                    Ok(d) => d,
+                    Err(e) => {
+                        ctx.err(file, format!("{what}: field `freshness.max_age`: {e}"));
+                        None
+                    }
+                };
+                if let Some(c) = v.cost_per_computation
+                    && !(c.is_finite() && c >= 0.0)
+                {
+                    ctx.err(
+                        file,
+                        format!(
+                            "{what}: field `cost_per_computation` must be a number ≥ 0, got {c}"
+                        ),
+                    );
+                }
                 defs.feature_views.insert(
                     v.name.clone(),
                     FeatureView {
@@ -321,6 +350,10 @@ impl Definitions {
                         description: v.description.clone(),
                         tags: v.tags.clone(),
                         fallback,
+                        freshness_max_age,
+                        cost_per_computation: v
+                            .cost_per_computation
+                            .filter(|c| c.is_finite() && *c >= 0.0),
                     },
                 );
             }

@@ -230,6 +230,32 @@ impl OnlineStoreRead for EmbeddedStore {
         .await
     }
 
+    async fn table_sizes(&self, project: &str) -> Result<Vec<crate::TableSize>> {
+        let project_prefix = format!("{PREFIX}:{project}:");
+        self.blocking(move |shared| {
+            let now = now_ms();
+            let end = prefix_end(&project_prefix);
+            let txn = shared.db.begin_read().map_err(|e| shared.err(e))?;
+            let records = txn.open_table(RECORDS).map_err(|e| shared.err(e))?;
+            let mut sizes = Vec::new();
+            for item in records
+                .range(project_prefix.as_str()..end.as_str())
+                .map_err(|e| shared.err(e))?
+            {
+                let (key, value) = item.map_err(|e| shared.err(e))?;
+                let (key, value) = (key.value(), value.value());
+                if !unframe(value).is_some_and(|(expiry, _)| is_live(expiry, now)) {
+                    continue;
+                }
+                if let Some((view, version)) = crate::parse_table_key(key, &project_prefix) {
+                    crate::count_key(&mut sizes, view, version, (key.len() + value.len()) as u64);
+                }
+            }
+            Ok(sizes)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<Duration> {
         let start = Instant::now();
         self.blocking(|shared| {
@@ -302,6 +328,28 @@ impl OnlineStoreWrite for EmbeddedStore {
             // `write` returns Ok, as the trait promises.
             txn.commit().map_err(|e| shared.err(e))?;
             Ok(summary)
+        })
+        .await
+    }
+
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        let keys: Vec<String> = keys.iter().map(|k| table.key(PREFIX, k)).collect();
+        self.blocking(move |shared| {
+            let now = now_ms();
+            let txn = shared.db.begin_write().map_err(|e| shared.err(e))?;
+            let mut removed = 0;
+            {
+                let mut records = txn.open_table(RECORDS).map_err(|e| shared.err(e))?;
+                for key in &keys {
+                    if let Some(old) = records.remove(key.as_str()).map_err(|e| shared.err(e))?
+                        && unframe(old.value()).is_some_and(|(expiry, _)| is_live(expiry, now))
+                    {
+                        removed += 1;
+                    }
+                }
+            }
+            txn.commit().map_err(|e| shared.err(e))?;
+            Ok(removed)
         })
         .await
     }

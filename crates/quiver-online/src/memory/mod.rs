@@ -100,6 +100,21 @@ impl OnlineStoreRead for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    async fn table_sizes(&self, project: &str) -> Result<Vec<crate::TableSize>> {
+        let project_prefix = format!("{PREFIX}:{project}:");
+        let now = Instant::now();
+        let mut sizes = Vec::new();
+        for (key, (value, exp)) in self.lock().iter() {
+            if exp.is_some_and(|e| e <= now) {
+                continue;
+            }
+            if let Some((view, version)) = crate::parse_table_key(key, &project_prefix) {
+                crate::count_key(&mut sizes, view, version, (key.len() + value.len()) as u64);
+            }
+        }
+        Ok(sizes)
+    }
 }
 
 #[async_trait]
@@ -141,5 +156,19 @@ impl OnlineStoreWrite for MemoryStore {
         let before = map.len();
         map.retain(|k, _| !k.starts_with(&prefix));
         Ok((before - map.len()) as u64)
+    }
+
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let mut removed = 0;
+        for key in keys {
+            if let Some((_, exp)) = map.remove(&table.key(PREFIX, key))
+                && exp.is_none_or(|e| e > now)
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

@@ -36,6 +36,8 @@ const SCRIPT_KEYS: usize = 100;
 const WRITE_CHUNK_BYTES: usize = 4 << 20;
 /// Batches larger than this are encoded (and compressed) on the blocking pool.
 const ENCODE_INLINE_MAX: usize = 64;
+/// Keys sampled per view version with `MEMORY USAGE` to estimate its bytes.
+const SIZE_SAMPLE: usize = 16;
 /// Keys per SCAN step and UNLINK call in `delete_table`.
 const DELETE_BATCH: usize = 1000;
 
@@ -366,6 +368,78 @@ impl OnlineStoreRead for RedisStore {
             evicted_keys: field("evicted_keys").unwrap_or(0),
         }))
     }
+
+    async fn table_sizes(&self, project: &str) -> Result<Vec<crate::TableSize>> {
+        let shared = &self.shared;
+        let project_prefix = format!("{}:{project}:", shared.key_prefix);
+        let pattern = format!("{}*", escape_glob(&project_prefix));
+        let mut sizes: Vec<crate::TableSize> = Vec::new();
+        // Per table, a few keys whose `MEMORY USAGE` estimates its bytes.
+        let mut samples: Vec<(String, u32, Vec<Vec<u8>>)> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = shared
+                .run("scan", |mut conn| {
+                    let pattern = &pattern;
+                    async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(DELETE_BATCH)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await?;
+            for key in keys {
+                let Ok(text) = std::str::from_utf8(&key) else {
+                    continue;
+                };
+                let Some((view, version)) = crate::parse_table_key(text, &project_prefix) else {
+                    continue;
+                };
+                crate::count_key(&mut sizes, view, version, 0);
+                match samples
+                    .iter_mut()
+                    .find(|(v, n, _)| v == view && *n == version)
+                {
+                    Some((_, _, keys)) if keys.len() < SIZE_SAMPLE => keys.push(key),
+                    Some(_) => {}
+                    None => samples.push((view.to_string(), version, vec![key])),
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for (view, version, keys) in samples {
+            let used: Vec<Option<u64>> = shared
+                .run("memory_usage", |mut conn| {
+                    let keys = &keys;
+                    async move {
+                        let mut pipe = redis::pipe();
+                        for k in keys {
+                            pipe.cmd("MEMORY").arg("USAGE").arg(k);
+                        }
+                        pipe.query_async(&mut conn).await
+                    }
+                })
+                .await?;
+            let known: Vec<u64> = used.into_iter().flatten().collect();
+            if let Some(size) = sizes
+                .iter_mut()
+                .find(|s| s.view == view && s.version == version)
+                && !known.is_empty()
+            {
+                let mean = known.iter().sum::<u64>() as f64 / known.len() as f64;
+                size.bytes = (mean * size.keys as f64) as u64;
+            }
+        }
+        Ok(sizes)
+    }
 }
 
 #[async_trait]
@@ -454,6 +528,25 @@ impl OnlineStoreWrite for RedisStore {
             summary.skipped_older += chunk.len() - stored;
         }
         Ok(summary)
+    }
+
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        let shared = &self.shared;
+        let mut deleted = 0u64;
+        for chunk in keys.chunks(DELETE_BATCH) {
+            let names: Vec<String> = chunk
+                .iter()
+                .map(|k| table.key(&shared.key_prefix, k))
+                .collect();
+            let removed: u64 = shared
+                .run("unlink", |mut conn| {
+                    let names = &names;
+                    async move { redis::cmd("UNLINK").arg(names).query_async(&mut conn).await }
+                })
+                .await?;
+            deleted += removed;
+        }
+        Ok(deleted)
     }
 
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {

@@ -292,6 +292,13 @@ impl<S: OnlineStoreRead> OnlineStoreRead for Resilient<S> {
         self.inner.memory().await
     }
 
+    async fn table_sizes(&self, project: &str) -> Result<Vec<crate::TableSize>> {
+        self.once("table_sizes", self.config.write_timeout, || {
+            self.inner.table_sizes(project)
+        })
+        .await
+    }
+
     fn kind(&self) -> &'static str {
         self.store
     }
@@ -323,6 +330,13 @@ impl<S: OnlineStoreRead + OnlineStoreWrite> OnlineStoreWrite for Resilient<S> {
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
         self.once("delete_table", self.config.write_timeout, || {
             self.inner.delete_table(table)
+        })
+        .await
+    }
+
+    async fn delete(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<u64> {
+        self.once("delete", self.config.write_timeout, || {
+            self.inner.delete(table, keys)
         })
         .await
     }

@@ -1,28 +1,91 @@
-//! Operational routes: `GET /health` (online store reachability and ping latency) and
-//! `GET /metrics` (Prometheus text format), `POST /materialize`.
+//! Operational routes: health (`/livez`, `/readyz`, `/health`), `GET /stats`, `GET /metrics`
+//! (Prometheus text format), `POST /materialize`, `POST /invalidate`, `POST /prune-online`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use quiver::core::definitions::FallbackOn;
+use quiver::online_store::resilient::BreakerState;
+use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// `GET /health`: 200 when the online store answers a ping, 503 otherwise.
-pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+/// Overall health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Everything answers within its thresholds.
+    Healthy,
+    /// Serving, with something to look at: the fallback layer answering for the online store,
+    /// a slow ping, memory near its limit, an old export queue, a stale view.
+    Degraded,
+    /// Cannot serve: no registry, or neither the online store nor a fallback layer answers.
+    Unhealthy,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+
+    fn gauge(self) -> f64 {
+        match self {
+            Status::Healthy => 0.0,
+            Status::Degraded => 1.0,
+            Status::Unhealthy => 2.0,
+        }
+    }
+}
+
+/// What `/health`, `/readyz` and the health gauges are computed from.
+pub struct Assessment {
+    pub status: Status,
+    pub ready: bool,
+    pub online_up: bool,
+    /// `serve --warm` was still loading the online store.
+    pub warming: bool,
+    /// Why the status is not `healthy` (or why not ready).
+    pub reasons: Vec<String>,
+    pub body: Value,
+}
+
+/// Checks every component (each bounded by `server.request_timeout`) and sets the health
+/// gauges.
+pub async fn assess(state: &AppState) -> Assessment {
     let current = state.store.load_full();
+    let limits = &current.project().config.server.health;
+    let timeout = state.request_timeout;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut unhealthy = false;
+    let warming = state.warming.load(std::sync::atomic::Ordering::SeqCst);
+
+    let registry = current.registry();
+    let registry_json = match &registry {
+        Ok(r) => json!({"ok": true, "serial": r.serial}),
+        Err(e) => {
+            unhealthy = true;
+            reasons.push(format!("registry: {e}"));
+            json!({"ok": false, "error": e.to_string()})
+        }
+    };
+
     let store = current.online_store();
-    let serial = current.registry().map(|r| r.serial).ok();
     let circuit = store.resilience().map(|r| {
         let state = r.breaker.state;
-        metrics::gauge!("quiver_online_circuit_open").set(match state {
-            quiver::online_store::resilient::BreakerState::Closed => 0.0,
-            quiver::online_store::resilient::BreakerState::HalfOpen => 0.5,
-            quiver::online_store::resilient::BreakerState::Open => 1.0,
+        ::metrics::gauge!("quiver_online_circuit_open").set(match state {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 0.5,
+            BreakerState::Open => 1.0,
         });
+        if state != BreakerState::Closed {
+            reasons.push(format!("online store circuit {}", state.as_str()));
+        }
         json!({
             "state": state.as_str(),
             "consecutive_failures": r.breaker.consecutive_failures,
@@ -30,113 +93,335 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
             "timeouts": r.timeouts,
         })
     });
+    let ping = tokio::time::timeout(timeout, store.ping()).await;
+    let online_ok = matches!(ping, Ok(Ok(_)));
+    let mut online = json!({"kind": store.kind(), "ok": online_ok, "circuit": circuit});
+    match ping {
+        Ok(Ok(latency)) => {
+            online["ping_ms"] = json!(latency.as_secs_f64() * 1e3);
+            if latency > limits.max_ping {
+                reasons.push(format!(
+                    "online store ping {:.1} ms is over `server.health.max_ping` ({:?})",
+                    latency.as_secs_f64() * 1e3,
+                    limits.max_ping
+                ));
+            }
+            if let Ok(memory) = tokio::time::timeout(timeout, memory(store.as_ref())).await {
+                if let (Some(used), Some(max)) = (
+                    memory["used_bytes"].as_f64(),
+                    memory["max_bytes"].as_f64().filter(|m| *m > 0.0),
+                ) && used / max > limits.max_memory_ratio
+                {
+                    reasons.push(format!(
+                        "online store memory {:.0}% of its limit is over `server.health.max_memory_ratio` ({:.0}%)",
+                        used / max * 100.0,
+                        limits.max_memory_ratio * 100.0
+                    ));
+                }
+                online["memory"] = memory;
+            }
+        }
+        Ok(Err(e)) => online["error"] = json!(e.to_string()),
+        Err(_) => online["error"] = json!(format!("no answer to a ping within {timeout:?}")),
+    }
+
+    // The offline layer: opened (PostgreSQL: connected) within the timeout.
+    let offline_kind = match &current.project().config.offline_store {
+        quiver::config::OfflineStoreConfig::Parquet(_) => "parquet",
+        quiver::config::OfflineStoreConfig::Postgres(_) => "postgres",
+    };
+    let offline = tokio::time::timeout(timeout, current.offline_store()).await;
+    let offline_ok = matches!(offline, Ok(Ok(_)));
+    let mut offline_json = json!({"kind": offline_kind, "ok": offline_ok});
+    match offline {
+        Ok(Err(e)) => offline_json["error"] = json!(e.to_string()),
+        Err(_) => offline_json["error"] = json!(format!("not reachable within {timeout:?}")),
+        Ok(Ok(_)) => {}
+    }
+    // Does a fallback answer for the online store (the default policy or a view's own)?
+    let fallback = current
+        .project()
+        .config
+        .serving
+        .fallback
+        .on(FallbackOn::Unavailable)
+        || current.views().any(|v| {
+            v.definition
+                .fallback
+                .as_ref()
+                .is_some_and(|f| f.on(FallbackOn::Unavailable))
+        });
+    offline_json["fallback"] = json!(fallback);
+    if !online_ok {
+        if fallback && offline_ok {
+            reasons.push("online store unavailable; the offline layer answers".to_string());
+        } else {
+            unhealthy = true;
+            reasons.push("online store unavailable and no fallback layer answers".to_string());
+        }
+    }
+
     let queues = match current.records().store() {
-        Ok(_) => match current.queue_stats().await {
-            Ok(stats) => {
+        Ok(_) => match tokio::time::timeout(timeout, current.queue_stats()).await {
+            Ok(Ok(stats)) => {
                 crate::metrics::record_queues(&stats);
+                for (ns, s) in &stats {
+                    if s.oldest_age_seconds()
+                        .is_some_and(|age| age > limits.max_export_queue_age.as_secs_f64())
+                    {
+                        reasons.push(format!(
+                            "export queue `{ns}` holds records older than `server.health.max_export_queue_age` ({:?})",
+                            limits.max_export_queue_age
+                        ));
+                    }
+                }
                 super::records::queues_json(&stats)
             }
-            Err(e) => json!({"error": e.to_string()}),
+            Ok(Err(e)) => json!({"error": e.to_string()}),
+            Err(_) => json!({"error": format!("no answer within {timeout:?}")}),
         },
-        Err(_) => serde_json::Value::Null,
+        Err(_) => Value::Null,
     };
-    let memory = memory(store.as_ref()).await;
-    match store.ping().await {
-        Ok(latency) => {
-            metrics::gauge!("quiver_online_store_up").set(1.0);
-            (
-                StatusCode::OK,
-                axum::Json(json!({
-                    "status": "ok",
-                    "warming": state.warming.load(std::sync::atomic::Ordering::SeqCst),
-                    "project": current.project_name(),
-                    "registry_serial": serial,
-                    "online_store": {
-                        "kind": store.kind(),
-                        "ok": true,
-                        "ping_ms": latency.as_secs_f64() * 1e3,
-                        "circuit": circuit,
-                        "memory": memory,
-                    },
-                    "export_queue": queues,
-                })),
-            )
-                .into_response()
+
+    let mut views = serde_json::Map::new();
+    if let Ok(registry) = &registry {
+        let now = quiver_online_now();
+        for served in current.views() {
+            let name = &served.definition.name;
+            let run = registry.materializations.get(name);
+            let age = run.map(|r| (now - r.finished_at) as f64 / 1e9);
+            let bound = served.definition.freshness_max_age;
+            let stale = match (bound, age) {
+                (Some(b), Some(a)) => a > b.as_secs_f64(),
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if stale {
+                reasons.push(format!(
+                    "view `{name}` is stale: last materialized {}, `freshness.max_age` is {:?}",
+                    age.map_or("never".to_string(), |a| format!("{a:.0} s ago")),
+                    bound.unwrap_or_default()
+                ));
+            }
+            views.insert(
+                name.clone(),
+                json!({
+                    "version": served.table.version,
+                    "materialized_seconds_ago": age,
+                    "freshness_max_age_seconds": bound.map(|b| b.as_secs_f64()),
+                    "stale": stale,
+                }),
+            );
         }
-        Err(e) => {
-            metrics::gauge!("quiver_online_store_up").set(0.0);
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({
-                    "status": "unavailable",
-                    "project": current.project_name(),
-                    "registry_serial": serial,
-                    "online_store": {
-                        "kind": store.kind(),
-                        "ok": false,
-                        "error": e.to_string(),
-                        "circuit": circuit,
-                    },
-                })),
-            )
-                .into_response()
-        }
+    }
+
+    let status = if unhealthy {
+        Status::Unhealthy
+    } else if reasons.is_empty() {
+        Status::Healthy
+    } else {
+        Status::Degraded
+    };
+    let ready = registry.is_ok() && !warming && (online_ok || (fallback && offline_ok));
+    let body = json!({
+        "status": status.as_str(),
+        "ready": ready,
+        "reasons": reasons,
+        "project": current.project_name(),
+        "uptime_seconds": current.stats().uptime().as_secs_f64(),
+        "warming": warming,
+        "registry": registry_json,
+        "online_store": online,
+        "offline_layer": offline_json,
+        "export_queue": queues,
+        "views": views,
+    });
+    Assessment {
+        status,
+        ready,
+        online_up: online_ok,
+        warming,
+        reasons,
+        body,
     }
 }
 
-/// `GET /ready`: 200 once the server is ready for traffic, 503 `warming` while `serve --warm`
-/// is loading the online store.
-pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.warming.load(std::sync::atomic::Ordering::SeqCst) {
+impl Assessment {
+    /// `quiver_online_store_up`, `quiver_ready` and `quiver_health_status` in Prometheus text
+    /// (rendered per scrape from this assessment, not kept in the process-wide recorder).
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let flag = |b: bool| if b { 1 } else { 0 };
+        let _ = writeln!(
+            out,
+            "# HELP quiver_online_store_up Whether the online store answered a ping.\n# TYPE quiver_online_store_up gauge\nquiver_online_store_up {}",
+            flag(self.online_up)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP quiver_ready Whether the server is ready to serve (`/readyz`).\n# TYPE quiver_ready gauge\nquiver_ready {}",
+            flag(self.ready)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP quiver_health_status 0 healthy, 1 degraded, 2 unhealthy (`/health`).\n# TYPE quiver_health_status gauge\nquiver_health_status {}",
+            self.status.gauge()
+        );
+    }
+}
+
+fn quiver_online_now() -> i64 {
+    quiver::online_store::now_ns()
+}
+
+/// `GET /health`: every component and an overall `healthy | degraded | unhealthy`; 200 unless
+/// unhealthy (503).
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let a = assess(&state).await;
+    let code = match a.status {
+        Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    (code, axum::Json(a.body)).into_response()
+}
+
+/// `GET /livez`: the process answers (nothing else is checked).
+pub async fn livez() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "alive"}))).into_response()
+}
+
+/// `GET /readyz` (and `/ready`): 200 when the server can serve — registry loaded, warm-up
+/// done, the online store or a fallback layer answering; 503 with the reasons otherwise.
+/// Degraded is ready.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let a = assess(&state).await;
+    if a.ready {
         return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "warming"})),
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "health": a.status.as_str()})),
         )
             .into_response();
     }
-    (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "status": if a.warming { "warming" } else { "not_ready" },
+            "reasons": a.reasons,
+        })),
+    )
+        .into_response()
+}
+
+/// `GET /stats`: per view and layer, since start and over the last minute.
+pub async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let current = state.store.load_full();
+    let report = current.stats().report();
+    let mut body = serde_json::to_value(&report).unwrap_or(Value::Null);
+    body["uptime_seconds"] = json!(current.stats().uptime().as_secs_f64());
+    axum::Json(body).into_response()
 }
 
 /// Reads the online store's memory into the gauges; the JSON for `/health`.
-async fn memory(store: &dyn quiver::online_store::OnlineStore) -> serde_json::Value {
+async fn memory(store: &dyn quiver::online_store::OnlineStore) -> Value {
     match store.memory().await {
         Ok(Some(m)) => {
             ::metrics::gauge!("quiver_online_store_memory_bytes").set(m.used_bytes as f64);
             ::metrics::gauge!("quiver_online_store_evicted_keys").set(m.evicted_keys as f64);
-            if let Some(max) = m.max_bytes {
-                ::metrics::gauge!("quiver_online_store_memory_max_bytes").set(max as f64);
-            }
+            ::metrics::gauge!("quiver_online_store_memory_max_bytes")
+                .set(m.max_bytes.unwrap_or(0) as f64);
             json!({"used_bytes": m.used_bytes, "max_bytes": m.max_bytes, "evicted_keys": m.evicted_keys})
         }
-        Ok(None) => serde_json::Value::Null,
+        Ok(None) => Value::Null,
         Err(e) => json!({"error": e.to_string()}),
     }
 }
 
-/// `GET /metrics`. The export queue and memory gauges are read from the store on each scrape.
+/// `GET /metrics`. Health, memory and the export queues are read from the stores on each
+/// scrape; the serving statistics are rendered from their counters.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let current = state.store.load_full();
-    let _ = tokio::time::timeout(
-        state.request_timeout,
-        memory(current.online_store().as_ref()),
-    )
-    .await;
+    let assessment = tokio::time::timeout(state.request_timeout * 2, assess(&state))
+        .await
+        .ok();
     if let Some(log) = current.records().served_log() {
         ::metrics::counter!("quiver_served_log_records_total").absolute(log.written());
         ::metrics::counter!("quiver_served_log_dropped_total").absolute(log.dropped());
     }
-    if current.records().store().is_ok() {
-        match tokio::time::timeout(state.request_timeout, current.queue_stats()).await {
-            Ok(Ok(stats)) => crate::metrics::record_queues(&stats),
-            Ok(Err(e)) => tracing::debug!(error = %e, "export queue stats unavailable"),
-            Err(_) => tracing::debug!("export queue stats timed out"),
-        }
+    let mut text = state.metrics.render();
+    let sizes = state
+        .online_sizes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    crate::metrics::render_stats(&mut text, &current, sizes.as_deref());
+    if let Some(a) = assessment {
+        a.render(&mut text);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `POST /invalidate`: `{"view": V, "version": N?, "entities": {"user_id": [42, 7]}?}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateBody {
+    view: String,
+    #[serde(default)]
+    version: Option<u32>,
+    #[serde(default)]
+    entities: Option<serde_json::Map<String, Value>>,
+}
+
+pub async fn invalidate(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: InvalidateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))?;
+    let store = state.store.load_full();
+    let entities = match req.entities {
+        Some(map) if !map.is_empty() => {
+            let columns = map
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::Array(values) => Ok((k, values)),
+                    other => Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_argument",
+                        format!("`entities.{k}`: expected an array of values, got `{other}`"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::feast_json::decode_entities(&store, columns)?
+        }
+        _ => Vec::new(),
+    };
+    let report = store.invalidate(&req.view, req.version, &entities).await?;
+    Ok(axum::Json(report).into_response())
+}
+
+/// `POST /prune-online`: `{"keep_versions": 0, "dry_run": false}` (both optional).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PruneBody {
+    #[serde(default)]
+    keep_versions: usize,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn prune_online(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: PruneBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PruneBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))?
+    };
+    let store = state.store.load_full();
+    let report = store.prune_online(req.keep_versions, req.dry_run).await?;
+    Ok(axum::Json(report).into_response())
 }
 
 /// `POST /materialize` body: all fields optional.

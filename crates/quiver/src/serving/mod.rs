@@ -10,7 +10,7 @@
 //! and the CLI. Writes (`write.rs`) take typed rows too.
 
 mod flight;
-mod plan;
+pub(crate) mod plan;
 mod read;
 mod write;
 
@@ -118,6 +118,15 @@ impl FeatureStore {
             deadline,
         };
         let reader = self.reader();
+        for (i, v) in plan.views.iter().enumerate() {
+            let fields = &v.served.definition.fields;
+            reader.stats().view(&v.served.definition.name).requested(
+                plan.features
+                    .iter()
+                    .filter(|(view, _)| *view == i)
+                    .filter_map(|(_, pos)| fields.get(*pos).map(|f| f.name.as_str())),
+            );
+        }
         let reads = plan
             .views
             .iter()

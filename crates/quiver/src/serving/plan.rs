@@ -53,7 +53,7 @@ pub(crate) fn plan<'a>(catalog: &'a Catalog, request: &OnlineRequest) -> Result<
         .iter()
         .map(|v| catalog.view(v))
         .collect::<Result<_>>()?;
-    let columns = key_columns(&served, request)?;
+    let columns = key_columns(&served, &request.entities)?;
     let rows = request.entities.first().map_or(0, |(_, v)| v.len());
     let views = served
         .into_iter()
@@ -96,7 +96,7 @@ pub(crate) fn plan<'a>(catalog: &'a Catalog, request: &OnlineRequest) -> Result<
 /// lengths, each value of its key's type.
 fn key_columns<'r>(
     views: &[&ServedView],
-    request: &'r OnlineRequest,
+    entities: &'r [(String, Vec<KeyValue>)],
 ) -> Result<HashMap<&'r str, &'r [KeyValue]>> {
     let mut needed: BTreeMap<&str, ScalarType> = BTreeMap::new();
     for v in views {
@@ -104,9 +104,9 @@ fn key_columns<'r>(
             needed.insert(&k.name, k.key_type);
         }
     }
-    let rows = request.entities.first().map_or(0, |(_, v)| v.len());
+    let rows = entities.first().map_or(0, |(_, v)| v.len());
     let mut columns: HashMap<&str, &[KeyValue]> = HashMap::new();
-    for (name, values) in &request.entities {
+    for (name, values) in entities {
         let Some(ty) = needed.get(name.as_str()) else {
             let expected: Vec<String> = needed.keys().map(|k| format!("`{k}`")).collect();
             return Err(Error::InvalidRequest(format!(
@@ -118,7 +118,7 @@ fn key_columns<'r>(
             return Err(Error::InvalidRequest(format!(
                 "entity key `{name}` has {} values but `{}` has {rows}; every entity column needs one value per row",
                 values.len(),
-                request.entities[0].0
+                entities[0].0
             )));
         }
         if let Some(i) = values.iter().position(|v| !v.fits(*ty)) {
@@ -147,4 +147,25 @@ fn expected_kind(ty: ScalarType) -> &'static str {
         ScalarType::String => "a string",
         _ => "an integer",
     }
+}
+
+/// The entity keys of `view` for column-major entity rows (join key name, one value per row),
+/// checked like a request's.
+pub(crate) fn view_keys(
+    view: &ServedView,
+    entities: &[(String, Vec<KeyValue>)],
+) -> Result<Vec<EntityKey>> {
+    let columns = key_columns(&[view], entities)?;
+    let rows = entities.first().map_or(0, |(_, v)| v.len());
+    Ok((0..rows)
+        .map(|i| {
+            EntityKey(
+                view.definition
+                    .join_keys
+                    .iter()
+                    .map(|k| columns[k.name.as_str()][i].clone())
+                    .collect(),
+            )
+        })
+        .collect())
 }

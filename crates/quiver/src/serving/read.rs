@@ -33,6 +33,7 @@ use super::flight::SingleFlight;
 use crate::catalog::{Catalog, ServedView};
 use crate::config::ServingConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::stats::ServingStats;
 use crate::store::OfflineHandle;
 
 /// Which layer answered a value.
@@ -136,6 +137,8 @@ pub struct LayeredReader {
     /// Offline-layer lookups made (calls, keys): how often the second layer was asked.
     lookups: AtomicU64,
     keys_looked_up: AtomicU64,
+    /// Hits, misses, fallbacks, latencies per view and layer.
+    stats: Arc<ServingStats>,
 }
 
 impl LayeredReader {
@@ -152,7 +155,13 @@ impl LayeredReader {
             flight: SingleFlight::new(),
             lookups: AtomicU64::new(0),
             keys_looked_up: AtomicU64::new(0),
+            stats: Arc::new(ServingStats::default()),
         }
+    }
+
+    /// What this reader counted (shared by every store reloaded from the same one).
+    pub fn stats(&self) -> &Arc<ServingStats> {
+        &self.stats
     }
 
     /// (offline-layer calls, keys looked up in them) since the store was opened.
@@ -202,6 +211,7 @@ impl LayeredReader {
             true => Layer::Computed,
             false => Layer::Offline,
         };
+        let started = std::time::Instant::now();
         let flight_keys: Vec<FlightKey> = keys
             .iter()
             .map(|k| {
@@ -227,7 +237,10 @@ impl LayeredReader {
                     }
                 }
             })
-            .await?;
+            .await;
+        let stats = self.stats.view(&view.definition.name);
+        stats.latency(layer, started.elapsed());
+        let records = records.inspect_err(|e| stats.error(e.kind()))?;
         Ok(records
             .into_iter()
             .map(|record| Lookup { record, layer })
@@ -255,8 +268,17 @@ impl LayeredReader {
                 .then(|| view.table.ttl.map(quiver_offline::engine::window_ns))
                 .flatten();
             let store = self.offline.get().await?;
-            return Ok(store.read_latest(&view.offline, keys, at, ttl).await?);
+            let started = std::time::Instant::now();
+            let found = store.read_latest(&view.offline, keys, at, ttl).await;
+            self.stats
+                .store_operation(store.kind(), "read_latest", started.elapsed());
+            return Ok(found?);
         }
+        self.stats
+            .view(&view.definition.name)
+            .lazy_computations
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let resolved = ctx.catalog.source_of(&view.definition)?.clone();
         let definition = view.definition.clone();
         let owned = keys.to_vec();
@@ -270,7 +292,10 @@ impl LayeredReader {
             )
         });
         let limit = budget.unwrap_or(std::time::Duration::MAX);
-        match tokio::time::timeout(limit, work).await {
+        let outcome = tokio::time::timeout(limit, work).await;
+        self.stats
+            .store_operation("source", "compute", started.elapsed());
+        match outcome {
             Ok(joined) => {
                 let records = joined
                     .map_err(|e| Error::Internal(format!("feature computation failed: {e}")))??;
@@ -312,11 +337,23 @@ impl LayeredReader {
             return;
         }
         let (store, table) = (self.write_back.clone(), view.table.clone());
+        let stats = self.stats.clone();
         tokio::spawn(async move {
-            if !rows.is_empty()
-                && let Err(e) = store.write(&table, &rows).await
-            {
-                tracing::debug!(error = %e, view = %table.view, "read-through write failed");
+            if !rows.is_empty() {
+                let started = std::time::Instant::now();
+                match store.write(&table, &rows).await {
+                    Ok(summary) => {
+                        stats.store_operation(store.kind(), "write", started.elapsed());
+                        let view = stats.view(&table.view);
+                        view.read_throughs
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        view.writes
+                            .fetch_add(summary.written as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, view = %table.view, "read-through write failed")
+                    }
+                }
             }
             if let Some(locks) = store.shared_locks() {
                 for (name, token) in release {
@@ -453,30 +490,70 @@ impl FeatureReader for LayeredReader {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let answers = self.read_layers(view, keys, ctx).await?;
+        let newest = answers
+            .iter()
+            .filter_map(|a| a.record.as_ref().map(|r| r.event_ts))
+            .max();
+        if let Some(newest) = newest {
+            self.stats.view(&view.definition.name).served(newest);
+        }
+        Ok(answers)
+    }
+}
+
+impl LayeredReader {
+    /// The online store, then the offline layer where the policy says.
+    async fn read_layers(
+        &self,
+        view: &ServedView,
+        keys: &[EntityKey],
+        ctx: &ReadContext<'_>,
+    ) -> Result<Vec<Lookup>> {
         if let Some(at) = ctx.as_of {
             return self.offline_read(view, keys, at, true, false, ctx).await;
         }
+        let stats = self.stats.view(&view.definition.name);
         let policy = self.policy(view);
-        let mut answers = match self.online.read(view, keys, ctx).await {
+        let started = std::time::Instant::now();
+        let online = self.online.read(view, keys, ctx).await;
+        let took = started.elapsed();
+        stats.latency(Layer::Online, took);
+        self.stats
+            .store_operation(self.write_back.kind(), "read", took);
+        let mut answers = match online {
             Ok(answers) => answers,
             Err(e) if e.kind() == ErrorKind::Unavailable && policy.on(FallbackOn::Unavailable) => {
                 tracing::debug!(error = %e, view = %view.definition.name, "online store unavailable; answering from the offline layer");
+                stats.error(e.kind());
+                stats
+                    .fallbacks_unavailable
+                    .fetch_add(keys.len() as u64, Ordering::Relaxed);
                 // Nothing is written back: the online store is down.
                 return self
                     .offline_read(view, keys, ctx.now, false, false, ctx)
                     .await;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                stats.error(e.kind());
+                return Err(e);
+            }
         };
-        if !policy.on(FallbackOn::Miss) {
-            return Ok(answers);
-        }
         let missing: Vec<usize> = (0..keys.len())
             .filter(|&i| answers[i].record.is_none())
             .collect();
-        if missing.is_empty() {
+        stats
+            .hits
+            .fetch_add((keys.len() - missing.len()) as u64, Ordering::Relaxed);
+        stats
+            .misses
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        if !policy.on(FallbackOn::Miss) || missing.is_empty() {
             return Ok(answers);
         }
+        stats
+            .fallbacks_miss
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
         let missing_keys: Vec<EntityKey> = missing.iter().map(|&i| keys[i].clone()).collect();
         let found = self
             .offline_read(view, &missing_keys, ctx.now, false, true, ctx)

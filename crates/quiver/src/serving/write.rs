@@ -62,6 +62,30 @@ impl FeatureStore {
         if rows.is_empty() {
             return Ok(WriteSummary::default());
         }
-        Ok(self.online_store().write(&served.table, rows).await?)
+        let started = std::time::Instant::now();
+        let summary = self.online_store().write(&served.table, rows).await;
+        self.record_write(view_name, started.elapsed(), summary.as_ref().ok());
+        Ok(summary?)
+    }
+}
+
+impl FeatureStore {
+    /// Counts an online write in the serving statistics (rows written, latency).
+    pub(crate) fn record_write(
+        &self,
+        view: &str,
+        took: std::time::Duration,
+        summary: Option<&WriteSummary>,
+    ) {
+        let stats = self.stats();
+        stats.store_operation(self.online_store().kind(), "write", took);
+        let view = stats.view(view);
+        match summary {
+            Some(s) => {
+                view.writes
+                    .fetch_add(s.written as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            None => view.error(crate::error::ErrorKind::Unavailable),
+        }
     }
 }

@@ -1,0 +1,175 @@
+//! Looking after the online store's contents: invalidation (by view, version and entity), the
+//! size of each view version, and pruning the versions no longer served.
+//!
+//! Redis deletes with incremental `SCAN … MATCH` and `UNLINK` in batches, never `KEYS`; the
+//! embedded store deletes a key range in one transaction. Either way the count of records that
+//! went is reported.
+
+use quiver_core::{EntityKey, KeyValue};
+use quiver_online::{TableSize, ViewTable};
+
+use crate::error::{Error, Result};
+use crate::store::FeatureStore;
+
+/// What `invalidate` removed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InvalidateReport {
+    pub view: String,
+    pub version: u32,
+    /// Entities asked for (0: the whole view version).
+    pub entities: usize,
+    /// Records deleted.
+    pub removed: u64,
+}
+
+/// One view version's online records, and whether it is the version served.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OnlineVersion {
+    pub view: String,
+    pub version: u32,
+    pub keys: u64,
+    pub bytes: u64,
+    /// The registry's active version of a view it still defines.
+    pub served: bool,
+}
+
+/// What `prune_online` removed (or would remove, in a dry run).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneOnlineReport {
+    pub removed: Vec<OnlineVersion>,
+    /// Unserved versions kept by `keep_versions`.
+    pub kept: Vec<OnlineVersion>,
+    pub dry_run: bool,
+}
+
+impl FeatureStore {
+    /// The table of `view` at `version` (the active one when `None`). A version no longer
+    /// defined still names its records: deleting needs only the key prefix.
+    fn version_table(&self, view: &str, version: Option<u32>) -> Result<ViewTable> {
+        let served = self.view(view);
+        match (served, version) {
+            (Ok(s), None) => Ok(s.table.clone()),
+            (Ok(s), Some(v)) => Ok(ViewTable {
+                version: v,
+                ..s.table.clone()
+            }),
+            (Err(_), Some(v)) if self.registry()?.versions.contains_key(view) => Ok(ViewTable {
+                project: self.project_name().to_string(),
+                view: view.to_string(),
+                version: v,
+                types: Vec::new().into(),
+                ttl: None,
+            }),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Deletes the online records of `view` (at `version`, default the served one): of the
+    /// given entities (column-major rows, join key name → values, like a request), or all of
+    /// them when `entities` is empty.
+    pub async fn invalidate(
+        &self,
+        view: &str,
+        version: Option<u32>,
+        entities: &[(String, Vec<KeyValue>)],
+    ) -> Result<InvalidateReport> {
+        let table = self.version_table(view, version)?;
+        let store = self.online_store();
+        let (count, removed) = if entities.is_empty() {
+            (0, store.delete_table(&table).await?)
+        } else {
+            // Keys are built with the served definition's join keys (a version keeps its
+            // entities: changing them makes a new view, not a new version).
+            let keys: Vec<EntityKey> = match self.view(view) {
+                Ok(served) => crate::serving::plan::view_keys(served, entities)?,
+                Err(_) => {
+                    return Err(Error::InvalidRequest(format!(
+                        "feature view `{view}` is no longer defined; invalidate its version {} whole (without entities)",
+                        table.version
+                    )));
+                }
+            };
+            (keys.len(), store.delete(&table, &keys).await?)
+        };
+        tracing::info!(
+            view,
+            version = table.version,
+            entities = count,
+            removed,
+            "invalidated"
+        );
+        Ok(InvalidateReport {
+            view: view.to_string(),
+            version: table.version,
+            entities: count,
+            removed,
+        })
+    }
+
+    /// Every view version the online store holds records of, with its size; served versions
+    /// are marked.
+    pub async fn online_versions(&self) -> Result<Vec<OnlineVersion>> {
+        let sizes: Vec<TableSize> = self.online_store().table_sizes(self.project_name()).await?;
+        let registry = self.registry().ok();
+        Ok(sizes
+            .into_iter()
+            .map(|s| {
+                let served = registry
+                    .and_then(|r| r.feature_views.get(&s.view))
+                    .is_some_and(|v| v.version == s.version);
+                OnlineVersion {
+                    view: s.view,
+                    version: s.version,
+                    keys: s.keys,
+                    bytes: s.bytes,
+                    served,
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes the online records of view versions that are not served, keeping the newest
+    /// `keep_versions` unserved versions of each view (0: keep none). The served version is never
+    /// touched. `dry_run` only reports.
+    pub async fn prune_online(
+        &self,
+        keep_versions: usize,
+        dry_run: bool,
+    ) -> Result<PruneOnlineReport> {
+        let mut versions = self.online_versions().await?;
+        // Newest first within each view, so the first `keep_versions` unserved ones are kept.
+        versions.sort_by(|a, b| a.view.cmp(&b.view).then(b.version.cmp(&a.version)));
+        let mut report = PruneOnlineReport {
+            dry_run,
+            ..PruneOnlineReport::default()
+        };
+        let mut kept_of: Option<(String, usize)> = None;
+        for v in versions {
+            if v.served {
+                continue;
+            }
+            let kept = match &mut kept_of {
+                Some((view, n)) if *view == v.view => n,
+                _ => &mut kept_of.insert((v.view.clone(), 0)).1,
+            };
+            if *kept < keep_versions {
+                *kept += 1;
+                report.kept.push(v);
+                continue;
+            }
+            if !dry_run {
+                let table = ViewTable {
+                    project: self.project_name().to_string(),
+                    view: v.view.clone(),
+                    version: v.version,
+                    types: Vec::new().into(),
+                    ttl: None,
+                };
+                let removed = self.online_store().delete_table(&table).await?;
+                tracing::info!(view = %v.view, version = v.version, removed, "pruned online records");
+            }
+            report.removed.push(v);
+        }
+        Ok(report)
+    }
+}
