@@ -12,6 +12,7 @@
 
 pub mod postgres;
 mod process;
+pub mod prometheus;
 pub mod redis;
 
 pub use postgres::PostgresServer;
