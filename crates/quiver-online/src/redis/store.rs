@@ -36,6 +36,22 @@ const SCRIPT_KEYS: usize = 100;
 const WRITE_CHUNK_BYTES: usize = 4 << 20;
 /// Batches larger than this are encoded (and compressed) on the blocking pool.
 const ENCODE_INLINE_MAX: usize = 64;
+/// One `SCAN cursor MATCH pattern COUNT DELETE_BATCH` step: the next cursor and the keys.
+async fn scan_step(shared: &Shared, cursor: u64, pattern: &str) -> Result<(u64, Vec<Vec<u8>>)> {
+    shared
+        .run("scan", |mut conn| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(DELETE_BATCH)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+}
+
 /// Keys sampled per view version with `MEMORY USAGE` to estimate its bytes.
 const SIZE_SAMPLE: usize = 16;
 /// Keys per SCAN step and UNLINK call in `delete_table`.
@@ -378,21 +394,7 @@ impl OnlineStoreRead for RedisStore {
         let mut samples: Vec<(String, u32, Vec<Vec<u8>>)> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = shared
-                .run("scan", |mut conn| {
-                    let pattern = &pattern;
-                    async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(DELETE_BATCH)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
-                .await?;
+            let (next, keys) = scan_step(shared, cursor, &pattern).await?;
             for key in keys {
                 let Ok(text) = std::str::from_utf8(&key) else {
                     continue;
@@ -555,21 +557,7 @@ impl OnlineStoreWrite for RedisStore {
         let mut cursor: u64 = 0;
         let mut deleted = 0u64;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = shared
-                .run("scan", |mut conn| {
-                    let pattern = &pattern;
-                    async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(DELETE_BATCH)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
-                .await?;
+            let (next, keys) = scan_step(shared, cursor, &pattern).await?;
             if !keys.is_empty() {
                 let removed: u64 = shared
                     .run("unlink", |mut conn| {
