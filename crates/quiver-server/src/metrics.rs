@@ -168,6 +168,22 @@ pub fn render_stats(
     }
     let _ = writeln!(
         out,
+        "# HELP quiver_view_layer_keys_total Keys each layer answered, with a value (found) or without (missing).\n# TYPE quiver_view_layer_keys_total counter"
+    );
+    for (view, v) in &snapshot.views {
+        for (i, layer) in quiver::stats::ViewSnapshot::layers().enumerate() {
+            for (result, n) in [("found", v.found.get(i)), ("missing", v.missing.get(i))] {
+                let _ = writeln!(
+                    out,
+                    "quiver_view_layer_keys_total{{view=\"{}\",layer=\"{layer}\",result=\"{result}\"}} {}",
+                    esc(view),
+                    n.copied().unwrap_or(0)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP quiver_view_errors_total Failed reads of a view, by error kind.\n# TYPE quiver_view_errors_total counter"
     );
     for (view, v) in &snapshot.views {

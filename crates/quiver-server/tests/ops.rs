@@ -162,7 +162,8 @@ async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
         );
         let rate = v["hit_rate"].as_f64().unwrap();
         assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{stats}");
-        assert_eq!(v["layers"]["online"]["count"], 1, "{stats}");
+        assert_eq!(v["layers"]["online"]["calls"], 1, "{stats}");
+        assert_eq!(v["layers"]["online"]["hits"], 2, "{stats}");
         assert!(v["layers"]["online"]["p99_ms"].as_f64().unwrap() > 0.0);
     }
     // Materialization wrote ten rows (counted as writes of the view).
@@ -246,6 +247,7 @@ async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
         "quiver_view_hits_total{view=\"profile\"} 3",
         "quiver_view_misses_total{view=\"profile\"} 3",
         "quiver_view_fallbacks_total{view=\"profile\",reason=\"miss\"} 0",
+        "quiver_view_layer_keys_total{view=\"profile\",layer=\"online\",result=\"missing\"} 3",
         "quiver_feature_requests_total{view=\"profile\",feature=\"age\"} 3",
         "quiver_view_freshness_max_age_seconds{view=\"profile\"} 3600",
         "quiver_http_errors_total{route=\"/invalidate\",kind=\"invalid_argument\"}",

@@ -173,6 +173,10 @@ pub struct ViewStats {
     errors: [AtomicU64; KINDS.len()],
     /// Read latency per layer (index: [`layer_index`]).
     latency: [Histogram; 3],
+    /// Keys the offline and computed layers answered with a value, and without one (index:
+    /// [`layer_index`]; the online layer's are `hits` and `misses`).
+    found: [AtomicU64; 3],
+    missing: [AtomicU64; 3],
     /// Newest event time among the values served, ns UTC (0: none yet).
     pub newest_served_ns: AtomicI64,
     /// Requests per feature (names fixed by the definitions; bounded).
@@ -212,6 +216,13 @@ impl ViewStats {
 
     pub fn latency(&self, layer: Layer, elapsed: Duration) {
         self.latency[layer_index(layer)].record(elapsed);
+    }
+
+    /// Counts what a second-layer lookup answered: keys with a value, keys without.
+    pub fn answered(&self, layer: Layer, found: u64, missing: u64) {
+        let i = layer_index(layer);
+        self.found[i].fetch_add(found, Ordering::Relaxed);
+        self.missing[i].fetch_add(missing, Ordering::Relaxed);
     }
 
     pub fn served(&self, newest_event_ns: i64) {
@@ -256,6 +267,16 @@ impl ViewStats {
             writes: load(&self.writes),
             errors: self.errors.iter().map(load).collect(),
             latency: self.latency.iter().map(Histogram::snapshot).collect(),
+            found: {
+                let mut f: Vec<u64> = self.found.iter().map(load).collect();
+                f[0] = load(&self.hits);
+                f
+            },
+            missing: {
+                let mut m: Vec<u64> = self.missing.iter().map(load).collect();
+                m[0] = load(&self.misses);
+                m
+            },
             features: self
                 .features
                 .read()
@@ -281,6 +302,10 @@ pub struct ViewSnapshot {
     pub errors: Vec<u64>,
     /// Online, offline, computed.
     pub latency: Vec<HistogramSnapshot>,
+    /// Keys each layer answered with a value (online: the hits), in the order of `latency`.
+    pub found: Vec<u64>,
+    /// Keys each layer answered without a value (online: the misses).
+    pub missing: Vec<u64>,
     pub features: BTreeMap<String, u64>,
 }
 
@@ -320,6 +345,18 @@ impl ViewSnapshot {
                     None => h.clone(),
                 })
                 .collect(),
+            found: self
+                .found
+                .iter()
+                .enumerate()
+                .map(|(i, n)| sub(*n, earlier.found.get(i).copied().unwrap_or(0)))
+                .collect(),
+            missing: self
+                .missing
+                .iter()
+                .enumerate()
+                .map(|(i, n)| sub(*n, earlier.missing.get(i).copied().unwrap_or(0)))
+                .collect(),
             features: self
                 .features
                 .iter()
@@ -352,8 +389,25 @@ impl ViewSnapshot {
                 .map(|(k, n)| (k.to_string(), *n))
                 .collect(),
             layers: Self::layers()
-                .zip(&self.latency)
-                .filter_map(|(l, h)| Some((l.to_string(), h.summary()?)))
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    let latency = self.latency.get(i)?.summary()?;
+                    let hits = self.found.get(i).copied().unwrap_or(0);
+                    let misses = self.missing.get(i).copied().unwrap_or(0);
+                    Some((
+                        l.to_string(),
+                        LayerReport {
+                            hits,
+                            misses,
+                            hit_rate: (hits + misses > 0)
+                                .then(|| hits as f64 / (hits + misses) as f64),
+                            calls: latency.count,
+                            mean_ms: latency.mean_ms,
+                            p50_ms: latency.p50_ms,
+                            p99_ms: latency.p99_ms,
+                        },
+                    ))
+                })
                 .collect(),
         }
     }
@@ -426,6 +480,21 @@ pub struct LatencySummary {
     pub p99_ms: f64,
 }
 
+/// One layer of one view over one period.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LayerReport {
+    /// Keys answered with a value.
+    pub hits: u64,
+    /// Keys answered without one.
+    pub misses: u64,
+    pub hit_rate: Option<f64>,
+    /// Calls to the layer (one per view per request).
+    pub calls: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Fallbacks {
     pub unavailable: u64,
@@ -445,8 +514,9 @@ pub struct ViewReport {
     pub writes: u64,
     /// Failed reads by error kind (kinds that occurred).
     pub errors: BTreeMap<String, u64>,
-    /// Read latency per layer that answered (`online`, `offline`, `computed`).
-    pub layers: BTreeMap<String, LatencySummary>,
+    /// Per layer asked (`online`, `offline`, `computed`): keys answered with and without a
+    /// value, and the latency of its calls.
+    pub layers: BTreeMap<String, LayerReport>,
 }
 
 /// All views over one period.
@@ -560,12 +630,16 @@ impl ServingStats {
         }
     }
 
-    /// Since start, and since the snapshot about a minute ago (since start until one exists).
+    /// Since start, and since the snapshot about a minute ago: the whole life while it is
+    /// shorter than a minute (or no snapshot was kept).
     pub fn report(&self) -> StatsReport {
         let now = Instant::now();
         let current = self.snapshot();
         let uptime = now.duration_since(self.started).as_secs_f64();
-        let (window_start, base) = {
+        let young = now.duration_since(self.started) <= WINDOW;
+        let (window_start, base) = if young {
+            (None, None)
+        } else {
             let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
             // The newest snapshot at least a minute old, else the oldest one.
             let pick = history
@@ -635,7 +709,10 @@ mod tests {
 
     #[test]
     fn the_last_minute_is_the_difference_from_a_minute_ago() {
-        let stats = ServingStats::default();
+        let stats = ServingStats {
+            started: Instant::now() - Duration::from_secs(120),
+            ..ServingStats::default()
+        };
         let v = stats.view("user_profile");
         v.hits.fetch_add(10, Ordering::Relaxed);
         v.misses.fetch_add(10, Ordering::Relaxed);
@@ -657,6 +734,16 @@ mod tests {
         assert_eq!(minute.hit_rate, Some(0.9));
         assert_eq!(minute.errors["unavailable"], 1);
         assert!(report.last_minute.seconds >= 70.0);
+    }
+
+    #[test]
+    fn a_process_younger_than_a_minute_reports_its_whole_life() {
+        let stats = ServingStats::default();
+        stats.view("v").hits.fetch_add(3, Ordering::Relaxed);
+        // A snapshot taken after the hits does not hide them from the last minute.
+        stats.tick();
+        let report = stats.report();
+        assert_eq!(report.last_minute.views["v"].hits, 3);
     }
 
     #[test]

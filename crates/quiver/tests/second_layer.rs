@@ -161,6 +161,29 @@ async fn concurrent_misses_of_one_key_look_it_up_once() {
         assert_eq!(response.layers, [vec![Layer::Offline]]);
     }
     assert_eq!(store.reader().offline_lookups(), (1, 1));
+
+    // The serving statistics: every request read the online store, each miss went to the
+    // offline layer, which found the key; one lookup was written back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let view = loop {
+        let report = store.stats().report();
+        let view = report.since_start.views["profile"].clone();
+        if view.read_throughs == 1 || std::time::Instant::now() > deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(view.hits + view.misses, 100, "{view:?}");
+    assert!(view.misses >= 1, "{view:?}");
+    assert_eq!(view.fallbacks.miss, view.misses, "{view:?}");
+    assert_eq!(view.fallbacks.unavailable, 0, "{view:?}");
+    let offline = &view.layers["offline"];
+    assert_eq!((offline.hits, offline.misses), (view.misses, 0), "{view:?}");
+    assert_eq!(offline.calls, view.misses, "{view:?}");
+    // The waiting requests shared the one 300 ms lookup.
+    assert!(offline.p99_ms >= 250.0, "{view:?}");
+    assert_eq!(view.read_throughs, 1, "{view:?}");
+    assert_eq!(view.layers["online"].calls, 100, "{view:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

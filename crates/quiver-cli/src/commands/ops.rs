@@ -109,7 +109,11 @@ pub async fn stats(project: &Path, args: StatsArgs) -> anyhow::Result<()> {
 }
 
 fn ms(layer: &Value) -> String {
-    match layer.get("count").and_then(Value::as_u64) {
+    match layer
+        .get("calls")
+        .or_else(|| layer.get("count"))
+        .and_then(Value::as_u64)
+    {
         Some(n) if n > 0 => format!(
             "{:.2}/{:.2}/{:.2}",
             layer["mean_ms"].as_f64().unwrap_or(0.0),
@@ -156,14 +160,14 @@ fn print_period(period: &Value) {
             say!(
                 "  {:<24} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  {:<20} {:<20}",
                 name,
-                v["hits"],
-                v["misses"],
+                v["hits"].to_string(),
+                v["misses"].to_string(),
                 rate,
-                v["fallbacks"]["unavailable"],
-                v["fallbacks"]["miss"],
-                v["read_throughs"],
-                v["lazy_computations"],
-                v["writes"],
+                v["fallbacks"]["unavailable"].to_string(),
+                v["fallbacks"]["miss"].to_string(),
+                v["read_throughs"].to_string(),
+                v["lazy_computations"].to_string(),
+                v["writes"].to_string(),
                 errors,
                 ms(&layers["online"]),
                 ms(offline)
@@ -182,7 +186,7 @@ fn print_period(period: &Value) {
                 say!(
                     "  {:<24} {:>9}  {:<20}",
                     format!("{backend} {op}"),
-                    l["count"],
+                    l["count"].to_string(),
                     ms(l)
                 );
             }

@@ -241,6 +241,8 @@ impl LayeredReader {
         let stats = self.stats.view(&view.definition.name);
         stats.latency(layer, started.elapsed());
         let records = records.inspect_err(|e| stats.error(e.kind()))?;
+        let found = records.iter().filter(|r| r.is_some()).count() as u64;
+        stats.answered(layer, found, records.len() as u64 - found);
         Ok(records
             .into_iter()
             .map(|record| Lookup { record, layer })
