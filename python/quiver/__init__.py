@@ -1,0 +1,162 @@
+"""Quiver, a feature store, from Python.
+
+Embedded (no server)::
+
+    import quiver
+    store = quiver.FeatureStore("path/to/project")
+    store.apply()
+    store.materialize()
+    store.get_online_features(features=["user_profile:age"], entity_rows=[{"user_id": 42}]).to_dict()
+
+Remote (a running ``quiver serve``)::
+
+    client = quiver.Client("http://127.0.0.1:6566")
+    client.get_online_features(feature_service="user_basics", entity_rows=[{"user_id": 42}])
+
+Method names and arguments follow Feast's ``FeatureStore``. pyarrow (and pandas, for
+``to_df``) are imported on first use, so ``import quiver`` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+
+from quiver._quiver import (
+    Client,
+    ConfigError,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    OnlineResponse,
+    QuiverError,
+    Unavailable,
+    __version__,
+)
+from quiver._quiver import FeatureStore as _FeatureStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+    import pyarrow
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "FailedPrecondition",
+    "FeatureStore",
+    "InternalError",
+    "InvalidArgument",
+    "NotFound",
+    "OnlineResponse",
+    "QuiverError",
+    "RetrievalJob",
+    "Unavailable",
+    "__version__",
+]
+
+TimeLike = Union[str, _dt.datetime, _dt.date, None]
+
+
+def _time(value: TimeLike, name: str) -> Optional[str]:
+    """A time argument as RFC 3339 text (naive datetimes are UTC, as everywhere in Quiver)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        return value.isoformat()
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    raise TypeError(f"{name} must be a datetime, a date or RFC 3339 text, got {type(value).__name__}")
+
+
+def _arrow_table(entity_df: Any) -> "pyarrow.Table":
+    """An entity DataFrame (pandas, polars, pyarrow, or anything with ``__arrow_c_stream__``)
+    as a pyarrow Table."""
+    import pyarrow as pa
+
+    if isinstance(entity_df, pa.Table):
+        return entity_df
+    if isinstance(entity_df, pa.RecordBatch):
+        return pa.Table.from_batches([entity_df])
+    module = type(entity_df).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(entity_df, preserve_index=False)
+    if module == "polars":
+        return entity_df.to_arrow()
+    if hasattr(entity_df, "__arrow_c_stream__"):
+        return pa.table(entity_df)
+    if isinstance(entity_df, dict):
+        return pa.table(entity_df)
+    raise TypeError(
+        "entity_df must be a pandas or polars DataFrame, a pyarrow Table or a dict of columns, "
+        f"got {type(entity_df).__name__}"
+    )
+
+
+class RetrievalJob:
+    """A training set, computed when first asked for (as Feast's ``RetrievalJob``)."""
+
+    def __init__(self, compute: Callable[[], "pyarrow.RecordBatch"]):
+        self._compute = compute
+        self._table: Optional["pyarrow.Table"] = None
+
+    def to_arrow(self) -> "pyarrow.Table":
+        if self._table is None:
+            import pyarrow as pa
+
+            self._table = pa.Table.from_batches([self._compute()])
+        return self._table
+
+    def to_df(self) -> "pandas.DataFrame":
+        return self.to_arrow().to_pandas()
+
+    to_pandas = to_df
+
+    def to_polars(self) -> Any:
+        import polars
+
+        return polars.from_arrow(self.to_arrow())
+
+
+class FeatureStore(_FeatureStore):
+    """A Quiver project opened in this process (see the module docs)."""
+
+    def materialize(
+        self,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+        feature_views: Optional[Sequence[str]] = None,
+    ) -> list:
+        """Materializes rows with event time in ``[start_date, end_date)`` (default: all history
+        up to now) of every view, or of ``feature_views``; one report per view."""
+        return super().materialize(
+            _time(start_date, "start_date"),
+            _time(end_date, "end_date"),
+            list(feature_views) if feature_views is not None else None,
+        )
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Optional[Sequence[str]] = None,
+        feature_service: Optional[str] = None,
+        full_feature_names: bool = False,
+        timestamp_column: Optional[str] = None,
+    ) -> RetrievalJob:
+        """Point-in-time-correct features for each row of ``entity_df`` (join keys and an
+        ``event_timestamp`` column, or ``timestamp_column``)."""
+        table = _arrow_table(entity_df)
+        names = list(features) if features is not None else None
+        return RetrievalJob(
+            lambda: self._historical_features(
+                table, names, feature_service, full_feature_names, timestamp_column
+            )
+        )
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Python package's tests: builds the extension (debug profile, sharing the workspace's
+# target/ with `cargo test`) into a venv under target/, then runs pytest against the CLI and
+# `quiver serve` (which the tests start on free loopback ports) and Feast's own SDK.
+# Usage: python/test.sh [pytest args...]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+venv=${QUIVER_PY_VENV:-$repo/target/python-venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || {
+    echo "python3 -m venv failed: install python3-venv (apt-get install -y python3-venv)" >&2
+    exit 1
+  }
+fi
+# Feast 0.67 for the interop test; pandas for DataFrames; maturin builds the wheel.
+"$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
+# The CLI the tests drive, with the workspace's feature set (after `cargo test --workspace
+# --all-features` this builds nothing).
+cargo build -q --workspace --all-features --locked --bin quiver
+(cd python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" maturin develop -q --locked)
+cd python
+QUIVER_BIN="$repo/target/debug/quiver" "$venv/bin/python" -m pytest -q "$@"
