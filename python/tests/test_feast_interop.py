@@ -116,7 +116,7 @@ def interop_project(tmp_path_factory, quiver_cli) -> Path:
     ]
     for args in steps:
         done = subprocess.run(
-            [str(quiver_cli), *args], capture_output=True, text=True, timeout=600
+            [str(quiver_cli), *args], capture_output=True, text=True, timeout=600, check=False
         )
         if done.returncode != 0:
             pytest.fail(
@@ -133,8 +133,16 @@ def server_url(interop_project, quiver_cli) -> Iterator[str]:
     log = interop_project / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(quiver_cli), "--project", str(interop_project), "serve", "--host", "127.0.0.1",
-             "--port", "0"],
+            [
+                str(quiver_cli),
+                "--project",
+                str(interop_project),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -236,7 +244,7 @@ def _assert_same(
         assert list(quiver_dict) == list(feast_dict), "columns or their order differ"
     else:
         assert sorted(quiver_dict) == sorted(feast_dict), "columns differ"
-        assert list(quiver_dict)[0] == list(feast_dict)[0] == "user_id"
+        assert next(iter(quiver_dict)) == next(iter(feast_dict)) == "user_id"
     for column, expected in feast_dict.items():
         actual = quiver_dict[column]
         if column in float32:
@@ -250,11 +258,19 @@ def _as_float32(column: list) -> list:
     return [None if v is None else [float(np.float32(x)) for x in v] for v in column]
 
 
-PROFILE = ["user_profile:age", "user_profile:country", "user_profile:signup_days",
-           "user_profile:embedding"]
-SPEND = ["user_spend:amount__sum__7d", "user_spend:amount__count__1d",
-         "user_spend:amount__mean__30d", "user_spend:amount__std__30d",
-         "user_spend:amount__max__1d"]
+PROFILE = [
+    "user_profile:age",
+    "user_profile:country",
+    "user_profile:signup_days",
+    "user_profile:embedding",
+]
+SPEND = [
+    "user_spend:amount__sum__7d",
+    "user_spend:amount__count__1d",
+    "user_spend:amount__mean__30d",
+    "user_spend:amount__std__30d",
+    "user_spend:amount__max__1d",
+]
 FEATURE_LISTS = {
     "profile": PROFILE,
     "spend": SPEND,
@@ -314,9 +330,7 @@ def test_quiver_matches_values_feast_materialized_itself(feast_local, client):
     from_feast = feast_local.get_online_features(
         features=PROFILE, entity_rows=ENTITY_ROWS
     ).to_dict()
-    from_quiver = client.get_online_features(
-        features=PROFILE, entity_rows=ENTITY_ROWS
-    ).to_dict()
+    from_quiver = client.get_online_features(features=PROFILE, entity_rows=ENTITY_ROWS).to_dict()
     _assert_same(from_feast, from_quiver, float32=("embedding",), ordered=False)
 
 
@@ -326,9 +340,9 @@ def test_event_timestamps_match_feast_materialized(feast_local, client):
     from_feast = feast_local.get_online_features(
         features=PROFILE[:2], entity_rows=ENTITY_ROWS
     ).to_dict(include_event_timestamps=True)
-    from_quiver = client.get_online_features(
-        features=PROFILE[:2], entity_rows=ENTITY_ROWS
-    ).to_dict(include_event_timestamps=True)
+    from_quiver = client.get_online_features(features=PROFILE[:2], entity_rows=ENTITY_ROWS).to_dict(
+        include_event_timestamps=True
+    )
     _assert_same(from_feast, from_quiver, ordered=False)
 
 
@@ -352,8 +366,13 @@ def test_feast_writes_through_quiver(feast_remote, client):
     )
     feast_remote.write_to_online_store("user_profile", df)
     rows = [{"user_id": user}]
-    expected = {"user_id": [user], "age": [33], "country": ["JP"], "signup_days": [12],
-                "embedding": [embedding]}
+    expected = {
+        "user_id": [user],
+        "age": [33],
+        "country": ["JP"],
+        "signup_days": [12],
+        "embedding": [embedding],
+    }
     from_quiver = client.get_online_features(features=PROFILE, entity_rows=rows).to_dict()
     from_feast = feast_remote.get_online_features(features=PROFILE, entity_rows=rows).to_dict()
     assert from_quiver == expected
@@ -378,8 +397,13 @@ def test_quiver_client_writes_what_feast_reads(feast_remote, client):
     client.write_to_online_store("user_profile", df)
     rows = [{"user_id": user}]
     got = feast_remote.get_online_features(features=PROFILE, entity_rows=rows).to_dict()
-    assert got == {"user_id": [user], "age": [71], "country": ["BR"], "signup_days": [400],
-                   "embedding": [[0.5] * 16]}
+    assert got == {
+        "user_id": [user],
+        "age": [71],
+        "country": ["BR"],
+        "signup_days": [400],
+        "embedding": [[0.5] * 16],
+    }
 
 
 def test_std_of_few_rows_is_none_not_nan(feast_remote, client):
@@ -394,4 +418,3 @@ def test_std_of_few_rows_is_none_not_nan(feast_remote, client):
     assert from_quiver == from_feast
     values = from_quiver["amount__std__1d"]
     assert not any(isinstance(v, float) and math.isnan(v) for v in values)
-
