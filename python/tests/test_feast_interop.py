@@ -418,3 +418,33 @@ def test_std_of_few_rows_is_none_not_nan(feast_remote, client):
     assert from_quiver == from_feast
     values = from_quiver["amount__std__1d"]
     assert not any(isinstance(v, float) and math.isnan(v) for v in values)
+
+
+def test_value_older_than_ttl_is_served_like_feast(feast_remote, feast_local, client):
+    """A value older than the view's ttl (90 days) keeps its value in `to_dict()`, as Feast's
+    own stores serve it (Quiver marks it `OUTSIDE_MAX_AGE`; Feast's SQLite store, `PRESENT`)."""
+    import pandas as pd
+
+    user = 9_000_003
+    df = pd.DataFrame(
+        {
+            "user_id": [user],
+            "age": [50],
+            "country": ["DE"],
+            "signup_days": [5],
+            "embedding": [[0.5] * 16],
+            "updated_at": [datetime.now(timezone.utc) - timedelta(days=100)],
+        }
+    )
+    client.write_to_online_store("user_profile", df.copy())
+    feast_local.write_to_online_store("user_profile", df.copy())
+    rows = [{"user_id": user}]
+    features = PROFILE[:2]
+    expected = {"user_id": [user], "age": [50], "country": ["DE"]}
+    assert client.get_online_features(features=features, entity_rows=rows).to_dict() == expected
+    assert (
+        feast_remote.get_online_features(features=features, entity_rows=rows).to_dict() == expected
+    )
+    assert (
+        feast_local.get_online_features(features=features, entity_rows=rows).to_dict() == expected
+    )
