@@ -335,15 +335,17 @@ def test_quiver_matches_values_feast_materialized_itself(feast_local, client):
 
 
 def test_event_timestamps_match_feast_materialized(feast_local, client):
-    """`to_dict(include_event_timestamps=True)`: Feast adds `<column>__ts`, epoch seconds, after
-    each column (0 for the join keys and for missing entities)."""
-    from_feast = feast_local.get_online_features(
-        features=PROFILE[:2], entity_rows=ENTITY_ROWS
-    ).to_dict(include_event_timestamps=True)
-    from_quiver = client.get_online_features(features=PROFILE[:2], entity_rows=ENTITY_ROWS).to_dict(
-        include_event_timestamps=True
+    """`to_dict(include_event_timestamps=True)`: Feast adds `<column>__ts`, whole epoch seconds
+    (the event times carry microseconds: truncated, not rounded), after each column; 0 for the
+    join keys and for missing entities. Many users, so a rounding difference cannot hide."""
+    rows = [{"user_id": u} for u in range(1, 301)] + [{"user_id": MISSING_USER}]
+    from_feast = feast_local.get_online_features(features=PROFILE[:2], entity_rows=rows)
+    from_quiver = client.get_online_features(features=PROFILE[:2], entity_rows=rows)
+    _assert_same(
+        from_feast.to_dict(include_event_timestamps=True),
+        from_quiver.to_dict(include_event_timestamps=True),
+        ordered=False,
     )
-    _assert_same(from_feast, from_quiver, ordered=False)
 
 
 def test_feast_writes_through_quiver(feast_remote, client):
