@@ -4,7 +4,7 @@ use quiver_core::{Definitions, FeatureView};
 
 use crate::definitions::load_definitions;
 use crate::error::{Error, Result};
-use crate::registry::{Change, Registry};
+use crate::registry::{ApplyContext, Change, ChangeAction, Registry};
 use crate::store::FeatureStore;
 
 /// What `apply` did.
@@ -26,12 +26,75 @@ pub struct ApplyReport {
     pub unserved_online: std::result::Result<Vec<crate::online_admin::OnlineVersion>, String>,
 }
 
+/// What `apply` would do, without doing it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What would be recorded (empty: the definitions are what the registry holds).
+    pub changes: Vec<Change>,
+    /// The registry's serial now; an apply that changes something makes it `serial + 1`.
+    pub serial: u64,
+    /// Non-fatal findings (e.g. a source file that does not exist yet).
+    pub warnings: Vec<String>,
+    /// Online records of view versions served now that the apply would stop serving (a
+    /// removed view, a version bump). `Err`: the store could not say.
+    pub unreferenced_online: std::result::Result<Vec<crate::online_admin::OnlineVersion>, String>,
+}
+
+/// Whether changes remove a view or bump a version (so online records stop being served).
+fn leaves_versions_behind(changes: &[Change]) -> bool {
+    changes.iter().any(|c| {
+        c.kind == "feature view"
+            && (c.action == ChangeAction::Removed
+                || c.detail.as_deref().is_some_and(|d| d.contains(" -> v")))
+    })
+}
+
 impl FeatureStore {
+    fn load_project_definitions(&self) -> Result<Definitions> {
+        load_definitions(&self.project().resolve(&self.project().config.features))
+    }
+
     /// Loads `features/*.yaml`, validates them and their sources, and records them.
     pub async fn apply(&mut self) -> Result<ApplyReport> {
-        let dir = self.project().resolve(&self.project().config.features);
-        let defs = load_definitions(&dir)?;
+        let defs = self.load_project_definitions()?;
         self.apply_definitions(defs).await
+    }
+
+    /// What [`apply`](Self::apply) would record, checked the same way, without writing anything.
+    pub async fn plan(&self) -> Result<Plan> {
+        let defs = self.load_project_definitions()?;
+        self.plan_definitions(&defs).await
+    }
+
+    /// [`plan`](Self::plan) for already-built definitions.
+    pub async fn plan_definitions(&self, defs: &Definitions) -> Result<Plan> {
+        let warnings = self.check_sources(defs).await?;
+        let current = Registry::load(&self.registry_path())?
+            .unwrap_or_else(|| Registry::empty(self.project_name()));
+        let (next, changes) = current.apply_with(defs, &ApplyContext::current());
+        let unreferenced_online = if leaves_versions_behind(&changes) {
+            self.online_versions()
+                .await
+                .map(|versions| {
+                    versions
+                        .into_iter()
+                        .filter(|v| {
+                            v.served
+                                && next.feature_views.get(&v.view).map(|r| r.version)
+                                    != Some(v.version)
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(Vec::new())
+        };
+        Ok(Plan {
+            changes,
+            serial: current.serial,
+            warnings,
+            unreferenced_online,
+        })
     }
 
     /// Records already-built definitions (library users who build them in code).
@@ -40,8 +103,7 @@ impl FeatureStore {
         let path = self.registry_path();
         let current =
             Registry::load(&path)?.unwrap_or_else(|| Registry::empty(self.project_name()));
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let (next, changes) = current.apply(&defs, &now);
+        let (next, changes) = current.apply_with(&defs, &ApplyContext::current());
         if !changes.is_empty() || !path.exists() {
             next.save(&path)?;
         }
@@ -66,12 +128,7 @@ impl FeatureStore {
             ));
         }
         // Only when this apply left a version behind: counting walks the online store's keys.
-        let left_behind = changes.iter().any(|c| {
-            c.kind == "feature view"
-                && (c.action == crate::registry::ChangeAction::Removed
-                    || c.detail.as_deref().is_some_and(|d| d.contains(" -> v")))
-        });
-        let unserved_online = match left_behind {
+        let unserved_online = match leaves_versions_behind(&changes) {
             true => self
                 .online_versions()
                 .await

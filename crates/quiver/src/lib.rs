@@ -47,9 +47,10 @@ pub mod selection;
 pub mod serving;
 pub mod stats;
 pub mod store;
+pub mod versions;
 pub mod warm;
 
-pub use apply::ApplyReport;
+pub use apply::{ApplyReport, Plan};
 pub use catalog::{Catalog, ServedView};
 pub use config::{Project, ProjectConfig};
 pub use error::{Error, ErrorKind, Result};
@@ -62,6 +63,7 @@ pub use records::{ExportOptions, ExportReport, Receipt};
 pub use selection::FeatureSelection;
 pub use serving::{FeatureColumn, Layer, OnlineRequest, OnlineResponse};
 pub use store::FeatureStore;
+pub use versions::{VersionsReport, ViewVersion};
 pub use warm::{WarmEntities, WarmOptions, WarmReport};
 
 pub use quiver_core as core;

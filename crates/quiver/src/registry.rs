@@ -31,6 +31,19 @@ pub struct RegisteredView {
 pub struct VersionHistory {
     pub max_version: u32,
     pub fingerprints: BTreeMap<u32, String>,
+    /// Per version, its latest definition and the apply that recorded it (kept from 2026-12 on;
+    /// registries written before have none for their older versions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub definitions: BTreeMap<u32, VersionDefinition>,
+}
+
+/// A view version's definition as an apply recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionDefinition {
+    pub definition: FeatureView,
+    /// The serial of the apply that recorded this definition.
+    pub serial: u64,
+    pub at: String,
 }
 
 /// One `quiver apply` that changed something.
@@ -39,6 +52,41 @@ pub struct ApplyRecord {
     pub serial: u64,
     pub at: String,
     pub changes: Vec<Change>,
+    /// [`Definitions::content_hash`] of what was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions_hash: Option<String>,
+    /// Who applied, from where (`$USER`, the host name), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// When, by whom and from where an apply runs.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyContext {
+    /// RFC 3339.
+    pub at: String,
+    pub user: Option<String>,
+    pub host: Option<String>,
+}
+
+impl ApplyContext {
+    /// Now, `$USER` (or `$LOGNAME`) and this machine's host name.
+    pub fn current() -> ApplyContext {
+        let non_empty = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        ApplyContext {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok()
+                .and_then(non_empty),
+            host: std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .and_then(non_empty),
+        }
+    }
 }
 
 /// What happened to one object.
@@ -155,6 +203,23 @@ impl Registry {
     /// Computes the registry that results from applying `defs`, and the changes. When nothing
     /// changed, the returned registry equals `self` (same serial, no history entry).
     pub fn apply(&self, defs: &Definitions, now: &str) -> (Registry, Vec<Change>) {
+        self.apply_with(
+            defs,
+            &ApplyContext {
+                at: now.to_string(),
+                ..ApplyContext::default()
+            },
+        )
+    }
+
+    /// [`apply`](Self::apply), recording who applied and from where.
+    pub fn apply_with(
+        &self,
+        defs: &Definitions,
+        context: &ApplyContext,
+    ) -> (Registry, Vec<Change>) {
+        let now = context.at.as_str();
+        let serial = self.serial + 1;
         let mut next = self.clone();
         let mut changes = Vec::new();
         diff_map(&self.entities, &defs.entities, "entity", &mut changes);
@@ -215,6 +280,18 @@ impl Registry {
                     }
                 }
             };
+            let history = next.versions.entry(name.clone()).or_default();
+            let recorded = history.definitions.get(&version);
+            if recorded.is_none_or(|r| r.definition != registered.definition) {
+                history.definitions.insert(
+                    version,
+                    VersionDefinition {
+                        definition: registered.definition.clone(),
+                        serial,
+                        at: now.to_string(),
+                    },
+                );
+            }
             next.feature_views.insert(name.clone(), registered);
         }
         for (name, old) in &self.feature_views {
@@ -240,11 +317,14 @@ impl Registry {
         next.entities = defs.entities.clone();
         next.sources = defs.sources.clone();
         next.feature_services = defs.feature_services.clone();
-        next.serial += 1;
+        next.serial = serial;
         next.history.push(ApplyRecord {
-            serial: next.serial,
+            serial,
             at: now.to_string(),
             changes: changes.clone(),
+            definitions_hash: Some(defs.content_hash()),
+            user: context.user.clone(),
+            host: context.host.clone(),
         });
         (next, changes)
     }

@@ -430,3 +430,13 @@ pub struct Definitions {
     pub feature_views: BTreeMap<String, FeatureView>,
     pub feature_services: BTreeMap<String, FeatureService>,
 }
+
+impl Definitions {
+    /// A hash of every definition (16 hex digits): equal for equal definitions whatever the
+    /// files' layout, so an apply can say which definitions it recorded.
+    pub fn content_hash(&self) -> String {
+        // BTreeMaps serialize in key order: the JSON is canonical.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&json))
+    }
+}
