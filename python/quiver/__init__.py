@@ -44,6 +44,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "FailedPrecondition",
+    "FeatureService",
     "FeatureStore",
     "InternalError",
     "InvalidArgument",
@@ -95,6 +96,17 @@ def _arrow_table(entity_df: Any) -> "pyarrow.Table":
     )
 
 
+class FeatureService:
+    """A feature service by name, what Feast's ``store.get_feature_service(name)`` gives: pass it
+    as ``features=`` (or pass ``feature_service="name"``)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"FeatureService({self.name!r})"
+
+
 class RetrievalJob:
     """A training set, computed when first asked for (as Feast's ``RetrievalJob``)."""
 
@@ -140,7 +152,7 @@ class FeatureStore(_FeatureStore):
     def get_historical_features(
         self,
         entity_df: Any,
-        features: Optional[Sequence[str]] = None,
+        features: Any = None,
         feature_service: Optional[str] = None,
         full_feature_names: bool = False,
         timestamp_column: Optional[str] = None,
@@ -148,12 +160,22 @@ class FeatureStore(_FeatureStore):
         """Point-in-time-correct features for each row of ``entity_df`` (join keys and an
         ``event_timestamp`` column, or ``timestamp_column``)."""
         table = _arrow_table(entity_df)
-        names = list(features) if features is not None else None
+        names = features if hasattr(features, "name") else (
+            list(features) if features is not None else None
+        )
         return RetrievalJob(
             lambda: self._historical_features(
                 table, names, feature_service, full_feature_names, timestamp_column
             )
         )
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        """The feature service `name` (raises ``NotFound`` when it was never applied)."""
+        if name not in self.list_feature_services():
+            raise NotFound(
+                f"no feature service `{name}` (services: {', '.join(self.list_feature_services())})"
+            )
+        return FeatureService(name)
 
     def __enter__(self) -> "FeatureStore":
         return self

@@ -1,19 +1,26 @@
 """Type stubs for Quiver's extension module (the Rust side of the `quiver` package)."""
 
 from os import PathLike
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Union
 
 __version__: str
 
 EntityRows = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]]]
 
+class _Named(Protocol):
+    """A feature service object (Feast's, or ``quiver.FeatureService``): only its name is used."""
+
+    name: str
+
+Features = Union[Sequence[str], _Named]
+
 class QuiverError(Exception): ...
-class InvalidArgument(QuiverError): ...
-class NotFound(QuiverError): ...
-class FailedPrecondition(QuiverError): ...
-class Unavailable(QuiverError): ...
-class ConfigError(QuiverError): ...
-class InternalError(QuiverError): ...
+class InvalidArgument(QuiverError, ValueError): ...
+class NotFound(QuiverError, LookupError): ...
+class FailedPrecondition(QuiverError, RuntimeError): ...
+class Unavailable(QuiverError, ConnectionError): ...
+class ConfigError(QuiverError, ValueError): ...
+class InternalError(QuiverError, RuntimeError): ...
 
 class OnlineResponse:
     """Online features for entity rows: join-key columns first, then features in request order."""
@@ -55,7 +62,7 @@ class FeatureStore:
     def materialize_incremental(self) -> List[Dict[str, Any]]: ...
     def get_online_features(
         self,
-        features: Optional[Sequence[str]] = None,
+        features: Optional[Features] = None,
         entity_rows: Optional[EntityRows] = None,
         feature_service: Optional[str] = None,
         full_feature_names: bool = False,
@@ -63,7 +70,7 @@ class FeatureStore:
     def _historical_features(
         self,
         entity_df: Any,
-        features: Optional[List[str]] = None,
+        features: Optional[Features] = None,
         feature_service: Optional[str] = None,
         full_feature_names: bool = False,
         timestamp_column: Optional[str] = None,
@@ -90,7 +97,7 @@ class Client:
     def url(self) -> str: ...
     def get_online_features(
         self,
-        features: Optional[Sequence[str]] = None,
+        features: Optional[Features] = None,
         entity_rows: Optional[EntityRows] = None,
         feature_service: Optional[str] = None,
         full_feature_names: bool = False,

@@ -225,3 +225,27 @@ def test_get_online_features_releases_the_gil(project: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(read, range(1, 201)))
     assert got == [[u] for u in range(1, 201)]
+
+
+def test_feast_shaped_calls_work_unchanged(project: Path) -> None:
+    """What code written for Feast does: a feature service object in `features=`, and `except`
+    clauses naming builtin exceptions."""
+    with materialized_store(project) as store:
+        service = store.get_feature_service("user_basics")
+        by_object = store.get_online_features(features=service, entity_rows=[{"user_id": 42}])
+        by_name = store.get_online_features(
+            feature_service="user_basics", entity_rows=[{"user_id": 42}]
+        )
+        assert by_object.to_dict() == by_name.to_dict()
+        with pytest.raises(LookupError):
+            store.get_feature_service("nope")
+        with pytest.raises(LookupError, match="nope"):
+            store.get_online_features(features=["nope:age"], entity_rows=[{"user_id": 1}])
+        with pytest.raises(ValueError, match="user_id"):
+            store.get_online_features(
+                features=["user_profile:age"], entity_rows=[{"user_id": "forty-two"}]
+            )
+        with pytest.raises(TypeError, match="feature_service"):
+            store.get_online_features(features="user_basics", entity_rows=[{"user_id": 1}])
+    assert issubclass(quiver.Unavailable, ConnectionError)
+    assert issubclass(quiver.FailedPrecondition, RuntimeError)

@@ -3,18 +3,41 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use quiver::FeatureSelection;
 use serde_json::Value as J;
 
 use crate::convert::py_to_json;
 
-/// `features=[...]` or `feature_service="name"`: exactly one.
+/// `features=[...]` or `feature_service="name"`: exactly one. `features` may also be a feature
+/// service object (anything with a `name`), as Feast's `features=store.get_feature_service(..)`.
 pub fn selection(
-    features: Option<Vec<String>>,
+    features: Option<&Bound<'_, PyAny>>,
     feature_service: Option<String>,
 ) -> PyResult<FeatureSelection> {
-    match (features, feature_service) {
+    let mut service = feature_service;
+    let mut list = None;
+    if let Some(f) = features {
+        if f.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "features must be a list of `view:feature` references (for a feature service, \
+                 use feature_service=\"name\")",
+            ));
+        }
+        if f.cast::<PyList>().is_err() && f.cast::<PyTuple>().is_err() && f.hasattr("name")? {
+            if service.is_some() {
+                return Err(PyValueError::new_err(
+                    "give either `features` or `feature_service`, not both",
+                ));
+            }
+            service = Some(f.getattr("name")?.extract()?);
+        } else {
+            list = Some(f.extract::<Vec<String>>().map_err(|_| {
+                PyTypeError::new_err("features must be a list of `view:feature` references")
+            })?);
+        }
+    }
+    match (list, service) {
         (Some(f), None) => Ok(FeatureSelection::Features(f)),
         (None, Some(s)) => Ok(FeatureSelection::Service(s)),
         (Some(_), Some(_)) => Err(PyValueError::new_err(

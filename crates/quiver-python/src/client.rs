@@ -12,7 +12,7 @@ use tokio::runtime::Runtime;
 
 use crate::args::{entity_columns, frame_columns, selection};
 use crate::convert::{json_to_py, py_to_json};
-use crate::errors::{InternalError, Unavailable, from_server_kind};
+use crate::errors::{Failure, server_kind};
 use crate::response::{Answer, JsonColumns, OnlineResponse};
 use crate::store::runtime;
 
@@ -42,7 +42,7 @@ impl Client {
         path: &str,
         body: Option<&J>,
         missing_ok: bool,
-    ) -> PyResult<Outcome> {
+    ) -> Result<Outcome, Failure> {
         let url = format!("{}{path}", self.url);
         let mut attempt = 0;
         loop {
@@ -62,7 +62,7 @@ impl Client {
                     continue;
                 }
                 Err(e) => {
-                    return Err(Unavailable::new_err(format!(
+                    return Err(Failure::unavailable(format!(
                         "{method} {url}: {e} (after {} attempts)",
                         attempt + 1
                     )));
@@ -81,10 +81,10 @@ impl Client {
                 continue;
             }
             let bytes = response.bytes().await.map_err(|e| {
-                Unavailable::new_err(format!("{method} {url}: reading the answer: {e}"))
+                Failure::unavailable(format!("{method} {url}: reading the answer: {e}"))
             })?;
             let json: J = serde_json::from_slice(&bytes).map_err(|e| {
-                InternalError::new_err(format!(
+                Failure::internal(format!(
                     "{method} {url}: {status}, not JSON ({e}): {}",
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
                 ))
@@ -104,8 +104,8 @@ impl Client {
                 return Ok(Outcome::Missing);
             }
             return Err(match status.as_u16() {
-                503 => Unavailable::new_err(format!("{message} (after {} attempts)", attempt + 1)),
-                _ => from_server_kind(kind, message),
+                503 => Failure::unavailable(format!("{message} (after {} attempts)", attempt + 1)),
+                _ => Failure::Kind(server_kind(kind), message),
             });
         }
     }
@@ -117,19 +117,22 @@ impl Client {
         path: &str,
         body: Option<J>,
     ) -> PyResult<J> {
-        match py.detach(|| {
-            self.runtime
-                .block_on(self.send(method, path, body.as_ref(), false))
-        })? {
+        let outcome = py
+            .detach(|| {
+                self.runtime
+                    .block_on(self.send(method, path, body.as_ref(), false))
+            })
+            .map_err(|f| f.into_py(py))?;
+        match outcome {
             Outcome::Done(j) => Ok(j),
-            Outcome::Missing => Err(InternalError::new_err("unexpected 404")),
+            Outcome::Missing => Err(Failure::internal("unexpected 404").into_py(py)),
         }
     }
 }
 
 /// Feast's response: `metadata.feature_names` and one `results` entry per column.
-fn columns(json: &J) -> PyResult<JsonColumns> {
-    let bad = |what: &str| InternalError::new_err(format!("the server's answer has no {what}"));
+fn columns(json: &J) -> Result<JsonColumns, Failure> {
+    let bad = |what: &str| Failure::internal(format!("the server's answer has no {what}"));
     let names = json["metadata"]["feature_names"]
         .as_array()
         .ok_or_else(|| bad("metadata.feature_names"))?
@@ -139,7 +142,7 @@ fn columns(json: &J) -> PyResult<JsonColumns> {
                 .map(str::to_string)
                 .ok_or_else(|| bad("feature name"))
         })
-        .collect::<PyResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let results = json["results"].as_array().ok_or_else(|| bad("results"))?;
     let mut out = JsonColumns {
         names,
@@ -202,6 +205,7 @@ impl Client {
     #[new]
     #[pyo3(signature = (url = "http://127.0.0.1:6566", token = None, timeout = 10.0, retries = 3, backoff = 0.05))]
     fn new(
+        py: Python<'_>,
         url: &str,
         token: Option<String>,
         timeout: f64,
@@ -227,9 +231,9 @@ impl Client {
             .timeout(Duration::from_secs_f64(timeout))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| InternalError::new_err(format!("building the HTTP client: {e}")))?;
+            .map_err(|e| Failure::internal(format!("building the HTTP client: {e}")).into_py(py))?;
         Ok(Client {
-            runtime: runtime()?,
+            runtime: runtime(py)?,
             http,
             url: url.trim_end_matches('/').to_string(),
             token,
@@ -248,7 +252,7 @@ impl Client {
     fn get_online_features(
         &self,
         py: Python<'_>,
-        features: Option<Vec<String>>,
+        features: Option<&Bound<'_, PyAny>>,
         entity_rows: Option<&Bound<'_, PyAny>>,
         feature_service: Option<String>,
         full_feature_names: bool,
@@ -271,7 +275,7 @@ impl Client {
             Some(body),
         )?;
         Ok(OnlineResponse {
-            answer: Answer::Remote(columns(&answer)?),
+            answer: Answer::Remote(columns(&answer).map_err(|f| f.into_py(py))?),
         })
     }
 
@@ -334,10 +338,12 @@ impl Client {
             percent_encode(namespace),
             percent_encode(id)
         );
-        let outcome = py.detach(|| {
-            self.runtime
-                .block_on(self.send(reqwest::Method::GET, &path, None, true))
-        })?;
+        let outcome = py
+            .detach(|| {
+                self.runtime
+                    .block_on(self.send(reqwest::Method::GET, &path, None, true))
+            })
+            .map_err(|f| f.into_py(py))?;
         match outcome {
             // The server's envelope: {namespace, id, accepted_at, time, record}.
             Outcome::Done(j) => json_to_py(py, &j["record"]),
@@ -362,22 +368,24 @@ impl Client {
         let path = "/health";
         let url = format!("{}{path}", self.url);
         let (http, token) = (self.http.clone(), self.token.clone());
-        let json = py.detach(|| {
-            self.runtime.block_on(async move {
-                let mut request = http.get(&url);
-                if let Some(t) = token {
-                    request = request.bearer_auth(t);
-                }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| Unavailable::new_err(format!("GET {url}: {e}")))?;
-                response
-                    .json::<J>()
-                    .await
-                    .map_err(|e| InternalError::new_err(format!("GET {url}: {e}")))
+        let json = py
+            .detach(|| {
+                self.runtime.block_on(async move {
+                    let mut request = http.get(&url);
+                    if let Some(t) = token {
+                        request = request.bearer_auth(t);
+                    }
+                    let response = request
+                        .send()
+                        .await
+                        .map_err(|e| Failure::unavailable(format!("GET {url}: {e}")))?;
+                    response
+                        .json::<J>()
+                        .await
+                        .map_err(|e| Failure::internal(format!("GET {url}: {e}")))
+                })
             })
-        })?;
+            .map_err(|f| f.into_py(py))?;
         json_to_py(py, &json)
     }
 

@@ -1,9 +1,17 @@
 //! Quiver's errors as Python exceptions: one class per [`ErrorKind`] under `QuiverError`, each
-//! with the library's message unchanged.
+//! with the library's message unchanged. Each class also derives from the builtin exception a
+//! Feast user's `except` clause names (`ValueError` for a bad argument, `LookupError` for a
+//! missing object, `ConnectionError` for an unreachable backend), so code written for Feast
+//! keeps catching them.
+//!
+//! Work runs with the GIL released, where no Python object can be made: it fails with a
+//! [`Failure`], turned into the exception once the GIL is back.
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
 use quiver::ErrorKind;
 
 create_exception!(
@@ -12,81 +20,136 @@ create_exception!(
     PyException,
     "Any error raised by Quiver."
 );
-create_exception!(
-    quiver,
-    InvalidArgument,
-    QuiverError,
-    "The request was malformed or inconsistent (a wrong key type, an unknown column)."
-);
-create_exception!(
-    quiver,
-    NotFound,
-    QuiverError,
-    "A named object (feature view, feature, feature service, record) does not exist."
-);
-create_exception!(
-    quiver,
-    FailedPrecondition,
-    QuiverError,
-    "The project is not ready for this yet (e.g. `apply` never ran)."
-);
-create_exception!(
-    quiver,
-    Unavailable,
-    QuiverError,
-    "A backend (Redis, PostgreSQL, the feature server) is unreachable or timed out; retrying may help."
-);
-create_exception!(
-    quiver,
-    ConfigError,
-    QuiverError,
-    "The project's configuration is invalid."
-);
-create_exception!(
-    quiver,
-    InternalError,
-    QuiverError,
-    "A bug or corrupt state inside Quiver."
-);
 
-/// The exception class for an error kind.
-pub fn exception(kind: ErrorKind, message: String) -> PyErr {
-    match kind {
-        ErrorKind::InvalidArgument => InvalidArgument::new_err(message),
-        ErrorKind::NotFound => NotFound::new_err(message),
-        ErrorKind::FailedPrecondition => FailedPrecondition::new_err(message),
-        ErrorKind::Unavailable => Unavailable::new_err(message),
-        ErrorKind::Config => ConfigError::new_err(message),
-        ErrorKind::Internal => InternalError::new_err(message),
+/// The subclasses: name, the builtin they also derive from, and their doc.
+const CLASSES: [(ErrorKind, &str, &str, &str); 6] = [
+    (
+        ErrorKind::InvalidArgument,
+        "InvalidArgument",
+        "ValueError",
+        "The request was malformed or inconsistent (a wrong key type, an unknown column).",
+    ),
+    (
+        ErrorKind::NotFound,
+        "NotFound",
+        "LookupError",
+        "A named object (feature view, feature, feature service, record) does not exist.",
+    ),
+    (
+        ErrorKind::FailedPrecondition,
+        "FailedPrecondition",
+        "RuntimeError",
+        "The project is not ready for this yet (e.g. `apply` never ran, the store is closed).",
+    ),
+    (
+        ErrorKind::Unavailable,
+        "Unavailable",
+        "ConnectionError",
+        "A backend (Redis, PostgreSQL, the feature server) is unreachable or timed out; retrying may help.",
+    ),
+    (
+        ErrorKind::Config,
+        "ConfigError",
+        "ValueError",
+        "The project's configuration is invalid.",
+    ),
+    (
+        ErrorKind::Internal,
+        "InternalError",
+        "RuntimeError",
+        "A bug or corrupt state inside Quiver.",
+    ),
+];
+
+static TYPES: PyOnceLock<Vec<(ErrorKind, Py<PyType>)>> = PyOnceLock::new();
+
+fn types(py: Python<'_>) -> PyResult<&Vec<(ErrorKind, Py<PyType>)>> {
+    TYPES.get_or_try_init(py, || {
+        let builtins = py.import("builtins")?;
+        let make_type = builtins.getattr("type")?;
+        let base = py.get_type::<QuiverError>();
+        CLASSES
+            .iter()
+            .map(|(kind, name, builtin, doc)| {
+                let dict = PyDict::new(py);
+                dict.set_item("__module__", "quiver")?;
+                dict.set_item("__doc__", *doc)?;
+                let bases =
+                    PyTuple::new(py, [base.clone().into_any(), builtins.getattr(*builtin)?])?;
+                let class = make_type
+                    .call1((*name, bases, dict))?
+                    .cast_into::<PyType>()?;
+                Ok((*kind, class.unbind()))
+            })
+            .collect()
+    })
+}
+
+/// The exception for an error kind and message.
+pub fn exception(py: Python<'_>, kind: ErrorKind, message: String) -> PyErr {
+    match types(py) {
+        Ok(types) => match types.iter().find(|(k, _)| *k == kind) {
+            Some((_, class)) => PyErr::from_type(class.bind(py).clone(), message),
+            None => QuiverError::new_err(message),
+        },
+        Err(e) => e,
     }
 }
 
-/// A library error as its Python exception.
-pub fn to_py(e: quiver::Error) -> PyErr {
-    exception(e.kind(), e.to_string())
+/// Why a call failed, decided without the GIL.
+pub enum Failure {
+    /// A Quiver error kind and its message.
+    Kind(ErrorKind, String),
+    /// An exception already made (argument checks: `ValueError`, `TypeError`).
+    Py(PyErr),
 }
 
-/// The server's `{"error": {"kind", "message"}}` kind, as a Python exception.
-pub fn from_server_kind(kind: &str, message: String) -> PyErr {
-    let kind = match kind {
+impl Failure {
+    pub fn into_py(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Kind(kind, message) => exception(py, kind, message),
+            Failure::Py(e) => e,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Failure {
+        Failure::Kind(ErrorKind::Internal, message.into())
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Failure {
+        Failure::Kind(ErrorKind::Unavailable, message.into())
+    }
+}
+
+impl From<quiver::Error> for Failure {
+    fn from(e: quiver::Error) -> Failure {
+        Failure::Kind(e.kind(), e.to_string())
+    }
+}
+
+impl From<PyErr> for Failure {
+    fn from(e: PyErr) -> Failure {
+        Failure::Py(e)
+    }
+}
+
+/// The server's `{"error": {"kind", "message"}}` kind.
+pub fn server_kind(kind: &str) -> ErrorKind {
+    match kind {
         "invalid_argument" => ErrorKind::InvalidArgument,
         "not_found" => ErrorKind::NotFound,
         "failed_precondition" => ErrorKind::FailedPrecondition,
         "unavailable" => ErrorKind::Unavailable,
         "config" => ErrorKind::Config,
         _ => ErrorKind::Internal,
-    };
-    exception(kind, message)
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("QuiverError", py.get_type::<QuiverError>())?;
-    m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
-    m.add("NotFound", py.get_type::<NotFound>())?;
-    m.add("FailedPrecondition", py.get_type::<FailedPrecondition>())?;
-    m.add("Unavailable", py.get_type::<Unavailable>())?;
-    m.add("ConfigError", py.get_type::<ConfigError>())?;
-    m.add("InternalError", py.get_type::<InternalError>())?;
+    for ((_, class), (_, name, _, _)) in types(py)?.iter().zip(CLASSES) {
+        m.add(name, class.bind(py))?;
+    }
     Ok(())
 }

@@ -16,17 +16,23 @@ use tokio::sync::RwLock;
 
 use crate::args::{entity_columns, frame_columns, selection};
 use crate::convert::{json_to_py, parse_time};
-use crate::errors::{FailedPrecondition, InternalError, to_py};
+use crate::errors::{Failure, exception};
 use crate::response::{Answer, OnlineResponse};
 
-pub fn runtime() -> PyResult<Arc<Runtime>> {
+pub fn runtime(py: Python<'_>) -> PyResult<Arc<Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("quiver")
         .enable_all()
         .build()
         .map(Arc::new)
-        .map_err(|e| InternalError::new_err(format!("starting Quiver's runtime: {e}")))
+        .map_err(|e| {
+            exception(
+                py,
+                quiver::ErrorKind::Internal,
+                format!("starting Quiver's runtime: {e}"),
+            )
+        })
 }
 
 /// A Quiver project opened in this process: the embedded or Redis online store, the offline
@@ -44,7 +50,7 @@ impl FeatureStore {
     fn with_store<T: Send>(
         &self,
         py: Python<'_>,
-        work: impl AsyncFnOnce(&quiver::FeatureStore) -> PyResult<T> + Send,
+        work: impl AsyncFnOnce(&quiver::FeatureStore) -> Result<T, Failure> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             self.runtime.block_on(async {
@@ -53,13 +59,14 @@ impl FeatureStore {
                 work(store).await
             })
         })
+        .map_err(|f| f.into_py(py))
     }
 
     /// Like [`with_store`](Self::with_store), for calls that change the store (apply).
     fn with_store_mut<T: Send>(
         &self,
         py: Python<'_>,
-        work: impl AsyncFnOnce(&mut quiver::FeatureStore) -> PyResult<T> + Send,
+        work: impl AsyncFnOnce(&mut quiver::FeatureStore) -> Result<T, Failure> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             self.runtime.block_on(async {
@@ -68,18 +75,22 @@ impl FeatureStore {
                 work(store).await
             })
         })
+        .map_err(|f| f.into_py(py))
     }
 
-    fn closed(&self) -> PyErr {
-        FailedPrecondition::new_err(format!(
-            "the feature store for `{}` is closed",
-            self.repo_path.display()
-        ))
+    fn closed(&self) -> Failure {
+        Failure::Kind(
+            quiver::ErrorKind::FailedPrecondition,
+            format!(
+                "the feature store for `{}` is closed",
+                self.repo_path.display()
+            ),
+        )
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> PyResult<J> {
-    serde_json::to_value(value).map_err(|e| InternalError::new_err(e.to_string()))
+fn to_json<T: serde::Serialize>(value: &T) -> Result<J, Failure> {
+    serde_json::to_value(value).map_err(|e| Failure::internal(e.to_string()))
 }
 
 #[pymethods]
@@ -88,12 +99,14 @@ impl FeatureStore {
     #[new]
     #[pyo3(signature = (repo_path = PathBuf::from(".")))]
     fn new(py: Python<'_>, repo_path: PathBuf) -> PyResult<Self> {
-        let runtime = runtime()?;
+        let runtime = runtime(py)?;
         let path = repo_path.clone();
-        let store = py.detach(|| runtime.block_on(quiver::FeatureStore::open(&path)));
+        let store = py
+            .detach(|| runtime.block_on(quiver::FeatureStore::open(&path)))
+            .map_err(|e| Failure::from(e).into_py(py))?;
         Ok(FeatureStore {
             runtime,
-            store: RwLock::new(Some(store.map_err(to_py)?)),
+            store: RwLock::new(Some(store)),
             repo_path,
         })
     }
@@ -114,7 +127,7 @@ impl FeatureStore {
     /// changed (`changes`, `serial`, `versions`, `warnings`).
     fn apply<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let report = self.with_store_mut(py, async |s| {
-            let report = s.apply().await.map_err(to_py)?;
+            let report = s.apply().await?;
             Ok(json!({
                 "changes": to_json(&report.changes)?,
                 "change_lines": report.changes.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
@@ -129,7 +142,7 @@ impl FeatureStore {
 
     /// Re-reads the registry (after an `apply` by another process).
     fn refresh_registry(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_store_mut(py, async |s| s.reload_registry().map_err(to_py))
+        self.with_store_mut(py, async |s| Ok(s.reload_registry()?))
     }
 
     /// Names of the applied feature views.
@@ -142,12 +155,7 @@ impl FeatureStore {
     /// Names of the applied feature services.
     fn list_feature_services(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         self.with_store(py, async |s| {
-            Ok(s.registry()
-                .map_err(to_py)?
-                .feature_services
-                .keys()
-                .cloned()
-                .collect())
+            Ok(s.registry()?.feature_services.keys().cloned().collect())
         })
     }
 
@@ -169,7 +177,7 @@ impl FeatureStore {
             strict: None,
         };
         let report = self.with_store(py, async |s| {
-            let report = s.materialize(&options, &NoProgress).await.map_err(to_py)?;
+            let report = s.materialize(&options, &NoProgress).await?;
             Ok(view_reports(&report))
         })?;
         json_to_py(py, &report)
@@ -178,10 +186,7 @@ impl FeatureStore {
     /// Materializes every view from where its last materialization ended up to now.
     fn materialize_incremental<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let report = self.with_store_mut(py, async |s| {
-            let report = s
-                .materialize_incremental(&NoProgress)
-                .await
-                .map_err(to_py)?;
+            let report = s.materialize_incremental(&NoProgress).await?;
             Ok(view_reports(&report))
         })?;
         json_to_py(py, &report)
@@ -192,7 +197,7 @@ impl FeatureStore {
     fn get_online_features(
         &self,
         py: Python<'_>,
-        features: Option<Vec<String>>,
+        features: Option<&Bound<'_, PyAny>>,
         entity_rows: Option<&Bound<'_, PyAny>>,
         feature_service: Option<String>,
         full_feature_names: bool,
@@ -201,10 +206,10 @@ impl FeatureStore {
         let rows = entity_rows.ok_or_else(|| PyValueError::new_err("entity_rows is required"))?;
         let columns = entity_columns(rows)?;
         let response = self.with_store(py, async |s| {
-            let entities = quiver_server::feast_json::decode_entities(s, columns).map_err(to_py)?;
+            let entities = quiver_server::feast_json::decode_entities(s, columns)?;
             let mut request = OnlineRequest::new(selection, entities);
             request.full_feature_names = full_feature_names;
-            s.get_online_features(&request).await.map_err(to_py)
+            Ok(s.get_online_features(&request).await?)
         })?;
         Ok(OnlineResponse {
             answer: Answer::Embedded(response),
@@ -219,7 +224,7 @@ impl FeatureStore {
         &self,
         py: Python<'py>,
         entity_df: &Bound<'py, PyAny>,
-        features: Option<Vec<String>>,
+        features: Option<&Bound<'py, PyAny>>,
         feature_service: Option<String>,
         full_feature_names: bool,
         timestamp_column: Option<String>,
@@ -240,8 +245,7 @@ impl FeatureStore {
         let batch: RecordBatch = self.with_store(py, async |s| {
             let set = s
                 .get_historical_features(&entities, &selection, &options)
-                .await
-                .map_err(to_py)?;
+                .await?;
             Ok(set.batch)
         })?;
         batch.to_pyarrow(py)
@@ -260,12 +264,8 @@ impl FeatureStore {
         let columns = frame_columns(df)?;
         let summary = self.with_store(py, async |s| {
             let rows: Vec<(EntityKey, Record)> =
-                quiver_server::feast_json::decode_rows(s, &feature_view_name, &columns)
-                    .map_err(to_py)?;
-            let summary = s
-                .write_to_online_store(&feature_view_name, &rows)
-                .await
-                .map_err(to_py)?;
+                quiver_server::feast_json::decode_rows(s, &feature_view_name, &columns)?;
+            let summary = s.write_to_online_store(&feature_view_name, &rows).await?;
             Ok(json!({"written": summary.written, "skipped_older": summary.skipped_older}))
         })?;
         json_to_py(py, &summary)
@@ -283,13 +283,10 @@ impl FeatureStore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let record = crate::convert::py_to_json(record, &|| "record".to_string())?;
         let receipt = self.with_store(py, async |s| {
-            let mut receipts = s
-                .put_records(&namespace, vec![(id, record)])
-                .await
-                .map_err(to_py)?;
+            let mut receipts = s.put_records(&namespace, vec![(id, record)]).await?;
             let r = receipts
                 .pop()
-                .ok_or_else(|| InternalError::new_err("no receipt for the record"))?;
+                .ok_or_else(|| Failure::internal("no receipt for the record"))?;
             Ok(json!({"id": r.id, "queued": r.position.is_some()}))
         })?;
         json_to_py(py, &receipt)
@@ -304,8 +301,7 @@ impl FeatureStore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let record = self.with_store(py, async |s| {
             Ok(s.get_record(&namespace, &id)
-                .await
-                .map_err(to_py)?
+                .await?
                 .map(|e| J::Object(e.record)))
         })?;
         json_to_py(py, &record.unwrap_or(J::Null))
@@ -319,7 +315,7 @@ impl FeatureStore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let prediction = crate::convert::py_to_json(prediction, &|| "prediction".to_string())?;
         let receipt = self.with_store(py, async |s| {
-            let r = s.put_prediction(prediction).await.map_err(to_py)?;
+            let r = s.put_prediction(prediction).await?;
             Ok(json!({"id": r.id, "queued": r.position.is_some()}))
         })?;
         json_to_py(py, &receipt)
