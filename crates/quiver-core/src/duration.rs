@@ -21,8 +21,17 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// are spelled in days, so a `7d` window keeps its name (`amount__sum__7d`).
 pub fn format(d: Duration) -> String {
     let secs = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return format!("{}ms", d.as_millis());
+    // Below a second, the largest unit that keeps it exact: `0ms` for 500µs would read back as
+    // zero.
+    let nanos = d.subsec_nanos();
+    if nanos != 0 {
+        return if nanos.is_multiple_of(1_000_000) {
+            format!("{}ms", d.as_millis())
+        } else if nanos.is_multiple_of(1_000) {
+            format!("{}us", d.as_micros())
+        } else {
+            format!("{}ns", d.as_nanos())
+        };
     }
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if secs >= size && secs.is_multiple_of(size) {
@@ -78,6 +87,21 @@ mod tests {
         }
         assert_eq!(parse("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(format(Duration::from_secs(36 * 3600)), "36h");
+    }
+
+    /// Found by `quiver-fuzz definitions` (a `ttl: 1ns` came back from the registry as zero).
+    #[test]
+    fn sub_millisecond_durations_round_trip_exactly() {
+        for d in [
+            Duration::from_nanos(1),
+            Duration::from_micros(500),
+            Duration::from_nanos(1_500_000_001),
+            Duration::from_millis(1_250),
+        ] {
+            assert_eq!(parse(&format(d)).unwrap(), d, "{}", format(d));
+        }
+        assert_eq!(format(Duration::from_micros(500)), "500us");
+        assert_eq!(format(Duration::from_millis(1_250)), "1250ms");
     }
 
     #[test]

@@ -457,8 +457,10 @@ fn scalar_from_json(json: &serde_json::Value, s: ScalarType) -> Result<Value, St
         ScalarType::Int64 => Value::Int64(int_from_json(json, s).ok_or_else(mismatch)??),
         ScalarType::Float32 => {
             let v = float_from_json(json).ok_or_else(mismatch)?;
-            // Only a finite number can overflow; an explicit "Infinity" is kept as sent.
-            if v.is_finite() && v.abs() > f64::from(f32::MAX) {
+            // Only a finite number can overflow; an explicit "Infinity" is kept as sent. The
+            // test is whether it rounds to a finite float32: float32's own extremes, written as
+            // their shortest decimals, are a hair beyond `f32::MAX as f64` (found by AFL).
+            if v.is_finite() && !(v as f32).is_finite() {
                 return Err(format!("{v:?} is outside float32's range"));
             }
             Value::Float32(v as f32)

@@ -559,6 +559,15 @@ fn build_field(fd: &FieldDef) -> Result<Field, String> {
     if (fd.min.is_some() || fd.max.is_some()) && !numeric {
         return Err(format!("`min`/`max` apply to numbers, not {value_type}"));
     }
+    // A NaN bound would disable the check silently (every comparison is false), and neither NaN
+    // nor an infinity survives the registry's JSON (both are written as `null`).
+    for (name, bound) in [("min", fd.min), ("max", fd.max)] {
+        if let Some(b) = bound
+            && !b.is_finite()
+        {
+            return Err(format!("`{name}` must be a finite number, got {b}"));
+        }
+    }
     if let (Some(min), Some(max)) = (fd.min, fd.max)
         && min > max
     {
@@ -778,5 +787,31 @@ feature_views:
             .unwrap_err()
             .to_string();
         assert!(err.contains("`min` 10 is greater than `max` 1"), "{err}");
+    }
+
+    /// Found by `quiver-fuzz definitions`: a `.nan` bound was accepted (and checked nothing),
+    /// and the registry stored it as `null`.
+    #[test]
+    fn rejects_bounds_that_are_not_finite() {
+        for (bounds, message) in [
+            (
+                "min: .nan, max: 130",
+                "`min` must be a finite number, got NaN",
+            ),
+            (
+                "min: 0, max: .inf",
+                "`max` must be a finite number, got inf",
+            ),
+            (
+                "min: -.inf, max: 130",
+                "`min` must be a finite number, got -inf",
+            ),
+        ] {
+            let err = build(&GOOD.replace("min: 0, max: 130", bounds))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{bounds}: {err}");
+            assert!(err.contains("field `age`"), "{bounds}: {err}");
+        }
     }
 }
