@@ -49,8 +49,13 @@ struct Cli {
 enum Command {
     /// Write a runnable example project with sample data into DIR.
     Init(commands::init::Args),
+    /// Show what `apply` would record (added, changed, removed, version bumps, online data
+    /// left unserved) without writing anything.
+    Plan(commands::apply::PlanArgs),
     /// Validate definitions and record them in the registry.
     Apply(commands::apply::Args),
+    /// Every version of a feature view: schema, the apply that made it, served, online data.
+    Versions(commands::versions::Args),
     /// Load the latest row per entity from each view's source into the online store.
     Materialize(commands::materialize::Args),
     /// Materialize every view from its last watermark up to now.
@@ -105,10 +110,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // `plan --detailed-exitcode` exits 2 when there are changes.
+    let mut plan_has_changes = false;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init(args) => commands::init::run(args),
+            Command::Plan(args) => commands::apply::plan(&cli.project, args)
+                .await
+                .map(|changes| plan_has_changes = changes),
             Command::Apply(args) => commands::apply::run(&cli.project, args).await,
+            Command::Versions(args) => commands::versions::run(&cli.project, args).await,
             Command::Materialize(args) => commands::materialize::run(&cli.project, args).await,
             Command::MaterializeIncremental(args) => {
                 commands::incremental::run(&cli.project, args).await
@@ -127,6 +138,7 @@ fn main() -> std::process::ExitCode {
         }
     });
     match result {
+        Ok(()) if plan_has_changes => std::process::ExitCode::from(2),
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -10,6 +10,7 @@ pub mod materialize;
 pub mod ops;
 pub mod records;
 pub mod serve;
+pub mod versions;
 pub mod warm;
 
 /// Parses an RFC 3339 timestamp (or a date) given on the command line to ns UTC.
