@@ -56,6 +56,8 @@ enum Command {
     Apply(commands::apply::Args),
     /// Every version of a feature view: schema, the apply that made it, served, online data.
     Versions(commands::versions::Args),
+    /// Where a feature comes from: source, transformation, version, services, runs.
+    Lineage(commands::lineage::Args),
     /// Load the latest row per entity from each view's source into the online store.
     Materialize(commands::materialize::Args),
     /// Materialize every view from its last watermark up to now.
@@ -120,6 +122,7 @@ fn main() -> std::process::ExitCode {
                 .map(|changes| plan_has_changes = changes),
             Command::Apply(args) => commands::apply::run(&cli.project, args).await,
             Command::Versions(args) => commands::versions::run(&cli.project, args).await,
+            Command::Lineage(args) => commands::lineage::run(&cli.project, args).await,
             Command::Materialize(args) => commands::materialize::run(&cli.project, args).await,
             Command::MaterializeIncremental(args) => {
                 commands::incremental::run(&cli.project, args).await

@@ -149,3 +149,39 @@ fn plan_writes_nothing_then_apply_does_what_it_said() {
         "{err}"
     );
 }
+
+#[test]
+fn lineage_of_a_computed_feature_lists_its_builds_and_materializations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(tmp.path());
+    ok(quiver(&dir, &["apply"], &[]));
+    ok(quiver(&dir, &["materialize", "--views", "user_spend"], &[]));
+    ok(quiver(&dir, &["build", "--views", "user_spend"], &[]));
+    let lineage: Value = serde_json::from_str(&ok(quiver(
+        &dir,
+        &["lineage", "user_spend:amount__sum__7d", "--json"],
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(lineage["transformation"]["kind"], "aggregation");
+    assert_eq!(
+        lineage["transformation"]["expression"],
+        "sum(amount) over 7d"
+    );
+    assert_eq!(lineage["source"]["name"], "transactions");
+    assert_eq!(lineage["services"], serde_json::json!(["fraud_model"]));
+    let kinds: Vec<&str> = lineage["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["materialize", "build"], "{lineage}");
+    let text = ok(quiver(
+        &dir,
+        &["lineage", "user_spend:amount__sum__7d"],
+        &[],
+    ));
+    assert!(text.contains("computed: sum(amount) over 7d"), "{text}");
+    assert!(text.contains("last 2 of 2 runs"), "{text}");
+}

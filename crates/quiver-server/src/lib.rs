@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(routes::ops::readyz))
         .route("/ready", get(routes::ops::readyz))
         .route("/stats", get(routes::ops::stats))
+        .route("/lineage", get(routes::ops::lineage))
         .route(
             "/predictions/{model}",
             get(routes::records::latest_prediction),

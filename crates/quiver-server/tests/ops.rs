@@ -390,3 +390,46 @@ async fn redis_down_without_a_fallback_is_unhealthy_and_not_ready() {
     assert!(text.contains("quiver_online_store_up 0"), "{text}");
     assert!(text.contains("quiver_ready 0"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_names_the_source_the_version_and_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "{type: embedded}", "", "1h");
+    let store = open_materialized(dir.path()).await;
+    let server = common::spawn(store, ServeOptions::default()).await;
+    let c = Client::new(server.addr);
+    let (status, lineage) = c.get("/lineage?feature=profile:score").await;
+    assert_eq!(status, 200, "{lineage}");
+    assert_eq!(lineage["feature"], "profile:score");
+    assert_eq!(lineage["version"], 1);
+    assert_eq!(lineage["value_type"], "float64");
+    assert_eq!(lineage["source"]["name"], "users");
+    assert_eq!(lineage["source"]["format"], "csv");
+    assert!(
+        lineage["source"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("data/users.csv"),
+        "{lineage}"
+    );
+    assert_eq!(lineage["source"]["schema_hash"].as_str().unwrap().len(), 16);
+    assert_eq!(lineage["transformation"]["kind"], "column");
+    assert_eq!(lineage["transformation"]["column"], "score");
+    let runs = lineage["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{lineage}");
+    assert_eq!(runs[0]["kind"], "materialize");
+    assert_eq!(runs[0]["written"], 10);
+
+    let (status, err) = c.get("/lineage?feature=profile:nope").await;
+    assert_eq!(status, 404, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no feature `nope`"),
+        "{err}"
+    );
+    let (status, err) = c.get("/lineage").await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["kind"], "invalid_argument");
+}

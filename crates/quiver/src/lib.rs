@@ -38,6 +38,7 @@ pub mod config;
 pub mod definitions;
 pub mod error;
 pub mod init;
+pub mod lineage;
 pub mod materialize;
 pub mod offline;
 pub mod online_admin;

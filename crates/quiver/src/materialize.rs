@@ -137,9 +137,10 @@ impl FeatureStore {
             let Some(mut current) = current else {
                 return Ok(());
             };
-            current.materializations.insert(
-                view.view.clone(),
+            current.record_run(
+                &view.view,
                 crate::registry::MaterializationRun {
+                    kind: crate::registry::RunKind::Materialize,
                     version: view.version,
                     finished_at: quiver_online::now_ns(),
                     start,

@@ -163,6 +163,14 @@ impl FeatureStore {
                 self.refuse_dropped_rows(&served.definition, &read)?;
             }
             let rows = store.write_range(&table, start, end, &[read.batch]).await?;
+            self.record_build(
+                &name,
+                served.table.version,
+                options.start,
+                end,
+                rows,
+                started,
+            );
             reports.push(BuildViewReport {
                 view: name,
                 version: served.table.version,
@@ -174,6 +182,42 @@ impl FeatureStore {
             });
         }
         Ok(reports)
+    }
+
+    /// Records a build in the registry's runs (lineage). The history is written either way: a
+    /// registry that cannot be saved is logged, not an error of the build.
+    fn record_build(
+        &self,
+        view: &str,
+        version: u32,
+        start: Option<i64>,
+        end: i64,
+        rows: u64,
+        started: std::time::Instant,
+    ) {
+        let path = self.registry_path();
+        let saved = crate::registry::Registry::load(&path).and_then(|current| {
+            let Some(mut current) = current else {
+                return Ok(());
+            };
+            current.record_run(
+                view,
+                crate::registry::MaterializationRun {
+                    kind: crate::registry::RunKind::Build,
+                    version,
+                    finished_at: quiver_online::now_ns(),
+                    start,
+                    end,
+                    written: rows,
+                    rejected: 0,
+                    seconds: started.elapsed().as_secs_f64(),
+                },
+            );
+            current.save(&path)
+        });
+        if let Err(e) = saved {
+            tracing::warn!(view, error = %e, "the build is not recorded in the registry");
+        }
     }
 
     /// Point-in-time-correct features for each entity row (see the module docs). `entities`

@@ -143,11 +143,29 @@ pub struct Registry {
     /// Per view: its last materialization (freshness in `/metrics` and `/health`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub materializations: BTreeMap<String, MaterializationRun>,
+    /// Per view: its recent materializations and builds, oldest first, the last
+    /// [`RUNS_KEPT`] of them (lineage).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<String, Vec<MaterializationRun>>,
+}
+
+/// How many runs per view the registry keeps.
+pub const RUNS_KEPT: usize = 100;
+
+/// What a run did: load the online store, or build the offline history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    #[default]
+    Materialize,
+    Build,
 }
 
 /// One finished materialization of a view.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaterializationRun {
+    #[serde(default)]
+    pub kind: RunKind,
     pub version: u32,
     /// When it finished, ns UTC (wall clock).
     pub finished_at: i64,
@@ -160,6 +178,19 @@ pub struct MaterializationRun {
 }
 
 impl Registry {
+    /// Records a finished run of `view` (the last [`RUNS_KEPT`] are kept); a materialization is
+    /// also the view's latest, what freshness is measured from.
+    pub fn record_run(&mut self, view: &str, run: MaterializationRun) {
+        if run.kind == RunKind::Materialize {
+            self.materializations.insert(view.to_string(), run.clone());
+        }
+        let runs = self.runs.entry(view.to_string()).or_default();
+        runs.push(run);
+        if runs.len() > RUNS_KEPT {
+            runs.drain(..runs.len() - RUNS_KEPT);
+        }
+    }
+
     pub fn empty(project: &str) -> Registry {
         Registry {
             format: FORMAT,
@@ -424,5 +455,32 @@ feature_views:
         assert_eq!(c2[0].action, ChangeAction::Removed);
         let (r3, _) = r2.apply(&defs(&V1.replace("type: int64", "type: string")), "t3");
         assert_eq!(r3.feature_views["v"].version, 2, "next unused version");
+    }
+
+    #[test]
+    fn runs_are_bounded_and_materializations_stay_the_latest() {
+        let mut r = Registry::empty("p");
+        for i in 0..(RUNS_KEPT as i64 + 5) {
+            let kind = if i % 2 == 0 {
+                RunKind::Materialize
+            } else {
+                RunKind::Build
+            };
+            r.record_run(
+                "v",
+                MaterializationRun {
+                    kind,
+                    end: i,
+                    ..MaterializationRun::default()
+                },
+            );
+        }
+        let runs = &r.runs["v"];
+        assert_eq!(runs.len(), RUNS_KEPT);
+        assert_eq!(runs.first().unwrap().end, 5, "the oldest were dropped");
+        assert_eq!(runs.last().unwrap().end, RUNS_KEPT as i64 + 4);
+        // The latest materialization (an even end), not the latest build.
+        assert_eq!(r.materializations["v"].end, RUNS_KEPT as i64 + 4);
+        assert_eq!(r.materializations["v"].kind, RunKind::Materialize);
     }
 }

@@ -6,6 +6,7 @@ pub mod get;
 pub mod historical;
 pub mod incremental;
 pub mod init;
+pub mod lineage;
 pub mod materialize;
 pub mod ops;
 pub mod records;

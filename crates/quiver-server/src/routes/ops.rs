@@ -485,3 +485,22 @@ pub async fn materialize(
         .collect();
     Ok(axum::Json(json!({ "views": views })).into_response())
 }
+
+/// `GET /lineage?feature=view:feature`: where the feature comes from (source, transformation,
+/// version, services, recent materializations and builds).
+pub async fn lineage(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let feature = query.get("feature").ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "missing query parameter `feature` (e.g. `/lineage?feature=user_profile:age`)"
+                .to_string(),
+        )
+    })?;
+    let store = state.store.load_full();
+    let lineage = store.lineage(feature).await?;
+    Ok(axum::Json(lineage).into_response())
+}
