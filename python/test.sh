@@ -15,9 +15,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Feast 0.67 for the interop test; pandas for DataFrames; maturin builds the wheel.
 "$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
-# The CLI the tests drive, with the workspace's feature set (after `cargo test --workspace
-# --all-features` this builds nothing).
-cargo build -q --workspace --all-features --locked --bin quiver
+# The CLI the tests drive, built as `cargo test --workspace --all-features` builds it (the same
+# feature resolution, dev-dependencies included), so after that command this builds nothing;
+# `cargo build --bin quiver` would resolve features differently and rebuild DataFusion.
+cargo test -q --workspace --all-features --locked --no-run
 (cd python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" maturin develop -q --locked)
 cd python
 QUIVER_BIN="$repo/target/debug/quiver" "$venv/bin/python" -m pytest -q "$@"
