@@ -49,9 +49,24 @@ pub fn selection(
     }
 }
 
+/// Entity rows as JSON columns: join key name and one value per row.
+pub type EntityColumns = Vec<(String, Vec<J>)>;
+
+/// `get_online_features`' arguments, shared by the store and the client: which features, and
+/// the entity rows as JSON columns.
+pub fn online_args(
+    features: Option<&Bound<'_, PyAny>>,
+    entity_rows: Option<&Bound<'_, PyAny>>,
+    feature_service: Option<String>,
+) -> PyResult<(FeatureSelection, EntityColumns)> {
+    let selection = selection(features, feature_service)?;
+    let rows = entity_rows.ok_or_else(|| PyValueError::new_err("entity_rows is required"))?;
+    Ok((selection, entity_columns(rows)?))
+}
+
 /// Entity rows, column-major: Feast's list of dicts (`[{"user_id": 1}, ...]`, every row with
 /// the same keys) or a mapping of columns (`{"user_id": [1, 2]}`).
-pub fn entity_columns(rows: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Vec<J>)>> {
+pub fn entity_columns(rows: &Bound<'_, PyAny>) -> PyResult<EntityColumns> {
     if let Ok(map) = rows.cast::<PyDict>() {
         let mut columns = Vec::with_capacity(map.len());
         let mut len: Option<(usize, String)> = None;

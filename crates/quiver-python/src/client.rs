@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use serde_json::{Value as J, json};
 use tokio::runtime::Runtime;
 
-use crate::args::{entity_columns, frame_columns, selection};
+use crate::args::{frame_columns, online_args};
 use crate::convert::{json_to_py, py_to_json};
 use crate::errors::{Failure, server_kind};
 use crate::response::{Answer, JsonColumns, OnlineResponse};
@@ -257,12 +257,9 @@ impl Client {
         feature_service: Option<String>,
         full_feature_names: bool,
     ) -> PyResult<OnlineResponse> {
-        let selection = selection(features, feature_service)?;
-        let rows = entity_rows.ok_or_else(|| PyValueError::new_err("entity_rows is required"))?;
-        let entities: serde_json::Map<String, J> = entity_columns(rows)?
-            .into_iter()
-            .map(|(k, v)| (k, J::Array(v)))
-            .collect();
+        let (selection, rows) = online_args(features, entity_rows, feature_service)?;
+        let entities: serde_json::Map<String, J> =
+            rows.into_iter().map(|(k, v)| (k, J::Array(v))).collect();
         let mut body = json!({"entities": entities, "full_feature_names": full_feature_names});
         match selection {
             quiver::FeatureSelection::Features(f) => body["features"] = json!(f),

@@ -14,7 +14,7 @@ use serde_json::{Value as J, json};
 use tokio::runtime::Runtime;
 use tokio::sync::RwLock;
 
-use crate::args::{entity_columns, frame_columns, selection};
+use crate::args::{frame_columns, online_args, selection};
 use crate::convert::{json_to_py, parse_time};
 use crate::errors::{Failure, exception};
 use crate::response::{Answer, OnlineResponse};
@@ -202,9 +202,7 @@ impl FeatureStore {
         feature_service: Option<String>,
         full_feature_names: bool,
     ) -> PyResult<OnlineResponse> {
-        let selection = selection(features, feature_service)?;
-        let rows = entity_rows.ok_or_else(|| PyValueError::new_err("entity_rows is required"))?;
-        let columns = entity_columns(rows)?;
+        let (selection, columns) = online_args(features, entity_rows, feature_service)?;
         let response = self.with_store(py, async |s| {
             let entities = quiver_server::feast_json::decode_entities(s, columns)?;
             let mut request = OnlineRequest::new(selection, entities);
