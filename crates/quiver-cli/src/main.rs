@@ -58,6 +58,8 @@ enum Command {
     Versions(commands::versions::Args),
     /// Where a feature comes from: source, transformation, version, services, runs.
     Lineage(commands::lineage::Args),
+    /// Serve a kept version of a feature view again (its plan first).
+    Rollback(commands::rollback::Args),
     /// Load the latest row per entity from each view's source into the online store.
     Materialize(commands::materialize::Args),
     /// Materialize every view from its last watermark up to now.
@@ -123,6 +125,7 @@ fn main() -> std::process::ExitCode {
             Command::Apply(args) => commands::apply::run(&cli.project, args).await,
             Command::Versions(args) => commands::versions::run(&cli.project, args).await,
             Command::Lineage(args) => commands::lineage::run(&cli.project, args).await,
+            Command::Rollback(args) => commands::rollback::run(&cli.project, args).await,
             Command::Materialize(args) => commands::materialize::run(&cli.project, args).await,
             Command::MaterializeIncremental(args) => {
                 commands::incremental::run(&cli.project, args).await

@@ -325,12 +325,12 @@ async fn prune_online_removes_versions_no_longer_served() {
         .unwrap();
 
     // A dry run deletes nothing; keeping one version keeps v1; then v1 goes.
-    let dry = store.prune_online(0, true).await.unwrap();
+    let dry = store.prune_online(Some(0), true).await.unwrap();
     assert_eq!(dry.removed.len(), 1);
     assert_eq!(store.online_versions().await.unwrap().len(), 2);
-    let kept = store.prune_online(1, false).await.unwrap();
+    let kept = store.prune_online(Some(1), false).await.unwrap();
     assert!(kept.removed.is_empty() && kept.kept.len() == 1, "{kept:?}");
-    let pruned = store.prune_online(0, false).await.unwrap();
+    let pruned = store.prune_online(Some(0), false).await.unwrap();
     assert_eq!(pruned.removed[0].version, 1);
     let versions = store.online_versions().await.unwrap();
     assert_eq!(versions.len(), 1, "{versions:?}");

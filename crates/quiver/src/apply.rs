@@ -24,6 +24,9 @@ pub struct ApplyReport {
     /// Online records of view versions no longer served (after a removal or a version bump in
     /// this apply): what `quiver prune-online` would delete. `Err`: the store could not say.
     pub unserved_online: std::result::Result<Vec<crate::online_admin::OnlineVersion>, String>,
+    /// Versions pruned from the online store because this apply put them beyond their view's
+    /// `max_versions` (empty: nothing was). `Err`: the pruning failed (the apply stands).
+    pub pruned_online: std::result::Result<Vec<crate::online_admin::OnlineVersion>, String>,
 }
 
 /// What `apply` would do, without doing it.
@@ -49,6 +52,16 @@ fn leaves_versions_behind(changes: &[Change]) -> bool {
     })
 }
 
+/// Refuses an apply whose feature services pin a version the registry cannot read.
+fn refuse_bad_pins(next: &Registry) -> Result<()> {
+    let errors = next.pinned_reference_errors();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(quiver_core::CoreError::Definitions(errors).into())
+    }
+}
+
 impl FeatureStore {
     fn load_project_definitions(&self) -> Result<Definitions> {
         load_definitions(&self.project().resolve(&self.project().config.features))
@@ -72,6 +85,7 @@ impl FeatureStore {
         let current = Registry::load(&self.registry_path())?
             .unwrap_or_else(|| Registry::empty(self.project_name()));
         let (next, changes) = current.apply_with(defs, &ApplyContext::current());
+        refuse_bad_pins(&next)?;
         let unreferenced_online = if leaves_versions_behind(&changes) {
             self.online_versions()
                 .await
@@ -104,6 +118,7 @@ impl FeatureStore {
         let current =
             Registry::load(&path)?.unwrap_or_else(|| Registry::empty(self.project_name()));
         let (next, changes) = current.apply_with(&defs, &ApplyContext::current());
+        refuse_bad_pins(&next)?;
         if !changes.is_empty() || !path.exists() {
             next.save(&path)?;
         }
@@ -128,7 +143,18 @@ impl FeatureStore {
             ));
         }
         // Only when this apply left a version behind: counting walks the online store's keys.
-        let unserved_online = match leaves_versions_behind(&changes) {
+        let leaves_behind = leaves_versions_behind(&changes);
+        let bounded = self.project().config.max_versions.is_some()
+            || self.views().any(|v| v.definition.max_versions.is_some());
+        let pruned_online = match leaves_behind && bounded {
+            true => self
+                .prune_beyond_max_versions()
+                .await
+                .map(|r| r.removed)
+                .map_err(|e| e.to_string()),
+            false => Ok(Vec::new()),
+        };
+        let unserved_online = match leaves_behind {
             true => self
                 .online_versions()
                 .await
@@ -143,6 +169,7 @@ impl FeatureStore {
             versions,
             offline_tables,
             unserved_online,
+            pruned_online,
         })
     }
 

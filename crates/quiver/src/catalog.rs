@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use quiver_core::{FeatureView, ScalarType, Source, SourceFormat};
+use quiver_core::{FeatureRef, FeatureView, ScalarType, Source, SourceFormat};
 use quiver_offline::store::OfflineTable;
 use quiver_online::ViewTable;
 
@@ -46,6 +46,9 @@ pub struct ResolvedSource {
 pub struct Catalog {
     registry: Registry,
     views: BTreeMap<String, ServedView>,
+    /// Every version whose definition the registry kept, by (view, version): what
+    /// `view@vN:feature` reads.
+    versions: BTreeMap<(String, u32), ServedView>,
     /// Per source: resolved, or why it cannot be (reported when a view reads it).
     sources: BTreeMap<String, std::result::Result<ResolvedSource, String>>,
 }
@@ -54,32 +57,50 @@ impl Catalog {
     /// Resolves `registry` for `project`.
     pub fn new(project: &Project, registry: Registry) -> Result<Catalog> {
         let default_ttl = project.config.online_store.default_ttl()?;
-        let views = registry
+        let served = |def: &FeatureView, version: u32| ServedView {
+            table: ViewTable {
+                project: project.config.project.clone(),
+                view: def.name.clone(),
+                version,
+                types: def.value_types().into(),
+                ttl: def.ttl.or(default_ttl),
+            },
+            offline: OfflineTable::for_view(&project.config.project, def, version),
+            definition: Arc::new(def.clone()),
+            positions: Arc::new(
+                def.fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f.name.clone(), i))
+                    .collect(),
+            ),
+        };
+        let views: BTreeMap<String, ServedView> = registry
             .feature_views
             .values()
             .map(|rv| {
-                let def = &rv.definition;
-                let served = ServedView {
-                    table: ViewTable {
-                        project: project.config.project.clone(),
-                        view: def.name.clone(),
-                        version: rv.version,
-                        types: def.value_types().into(),
-                        ttl: def.ttl.or(default_ttl),
-                    },
-                    offline: OfflineTable::for_view(&project.config.project, def, rv.version),
-                    definition: Arc::new(def.clone()),
-                    positions: Arc::new(
-                        def.fields
-                            .iter()
-                            .enumerate()
-                            .map(|(i, f)| (f.name.clone(), i))
-                            .collect(),
-                    ),
-                };
-                (def.name.clone(), served)
+                (
+                    rv.definition.name.clone(),
+                    served(&rv.definition, rv.version),
+                )
             })
             .collect();
+        // Every kept version, the active ones shared with `views`.
+        let mut versions = BTreeMap::new();
+        for (name, history) in &registry.versions {
+            for (&version, kept) in &history.definitions {
+                let view = match views.get(name) {
+                    Some(active) if active.table.version == version => active.clone(),
+                    _ => served(&kept.definition, version),
+                };
+                versions.insert((name.clone(), version), view);
+            }
+        }
+        for (name, view) in &views {
+            versions
+                .entry((name.clone(), view.table.version))
+                .or_insert_with(|| view.clone());
+        }
         let sources = registry
             .sources
             .iter()
@@ -96,6 +117,7 @@ impl Catalog {
         Ok(Catalog {
             registry,
             views,
+            versions,
             sources,
         })
     }
@@ -117,6 +139,43 @@ impl Catalog {
                 }
             ))
         })
+    }
+
+    /// Version `version` of `name` (`None`: the active one), or a not-found error naming the
+    /// versions that can be read.
+    pub fn view_at(&self, name: &str, version: Option<u32>) -> Result<&ServedView> {
+        let Some(version) = version else {
+            return self.view(name);
+        };
+        if let Some(served) = self.versions.get(&(name.to_string(), version)) {
+            return Ok(served);
+        }
+        let known: Vec<String> = self
+            .versions
+            .keys()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| format!("v{v}"))
+            .collect();
+        Err(Error::NotFound(if known.is_empty() {
+            format!("unknown feature view `{name}` (asked for `{name}@v{version}`)")
+        } else {
+            let history = self.registry.versions.get(name);
+            let older = history.is_some_and(|h| h.fingerprints.contains_key(&version));
+            format!(
+                "feature view `{name}` has no readable version {version}{} (readable: {})",
+                if older {
+                    " (it was applied before Quiver kept each version's definition)"
+                } else {
+                    ""
+                },
+                known.join(", ")
+            )
+        }))
+    }
+
+    /// The view a reference reads: its pinned version, or the active one.
+    pub fn view_of(&self, reference: &FeatureRef) -> Result<&ServedView> {
+        self.view_at(&reference.view, reference.version)
     }
 
     pub fn views(&self) -> impl Iterator<Item = &ServedView> {

@@ -267,6 +267,12 @@ pub struct ProjectConfig {
     /// Record namespaces, predictions and their export (see [`crate::records::config`]).
     #[serde(default)]
     pub records: crate::records::RecordsConfig,
+    /// How many versions of each view keep their online records, the active one (and any a
+    /// feature service pins) included: an apply that bumps a version prunes the older ones
+    /// beyond it. `None`: keep every version until `quiver prune-online`. A view's own
+    /// `max_versions` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<u32>,
 }
 
 /// A loaded configuration and the directory its relative paths resolve from.
@@ -341,6 +347,9 @@ pub fn parse_config(
     }
     let config: ProjectConfig = serde_yaml_ng::from_value(doc).map_err(|e| e.to_string())?;
     validate_project_name(&config.project)?;
+    if config.max_versions == Some(0) {
+        return Err("field `max_versions` must be at least 1 (the active version)".into());
+    }
     Ok(config)
 }
 

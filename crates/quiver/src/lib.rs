@@ -44,6 +44,7 @@ pub mod offline;
 pub mod online_admin;
 pub mod records;
 pub mod registry;
+pub mod rollback;
 pub mod selection;
 pub mod serving;
 pub mod stats;
@@ -61,6 +62,7 @@ pub use offline::{
     BuildOptions, BuildViewReport, HistoricalOptions, SourceRowsSkipped, TrainingSet,
 };
 pub use records::{ExportOptions, ExportReport, Receipt};
+pub use rollback::RollbackPlan;
 pub use selection::FeatureSelection;
 pub use serving::{FeatureColumn, Layer, OnlineRequest, OnlineResponse};
 pub use store::FeatureStore;

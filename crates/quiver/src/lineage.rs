@@ -69,7 +69,7 @@ impl FeatureStore {
     /// The lineage of `view:feature`.
     pub async fn lineage(&self, feature: &str) -> Result<Lineage> {
         let reference = FeatureRef::parse(feature).map_err(Error::InvalidRequest)?;
-        let served = self.view(&reference.view)?;
+        let served = self.view_at(&reference.view, reference.version)?;
         let view = &served.definition;
         let position = view
             .fields

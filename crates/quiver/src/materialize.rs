@@ -455,6 +455,11 @@ impl Latest {
     }
 }
 
+/// The registry's watermark key of a view version: `view:vN`.
+pub(crate) fn watermark_key(view: &str, version: u32) -> String {
+    format!("{view}:v{version}")
+}
+
 impl FeatureStore {
     /// Materializes every view from its watermark (the end of its last materialization, kept in
     /// the registry per view version) up to now, then advances the watermarks.
@@ -466,7 +471,7 @@ impl FeatureStore {
         let registry = self.registry()?.clone();
         let mut report = MaterializeReport::default();
         for (name, view) in &registry.feature_views {
-            let key = format!("{name}:v{}", view.version);
+            let key = watermark_key(name, view.version);
             let start = registry.watermarks.get(&key).copied();
             let options = MaterializeOptions {
                 views: vec![name.clone()],

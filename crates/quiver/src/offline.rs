@@ -238,8 +238,8 @@ impl FeatureStore {
         let entity_times: Arc<[i64]> = entity_times(entities, &options.timestamp_column, &origin)?;
         let mut out_columns: Vec<(String, ArrayRef)> = Vec::new();
         let mut sources = Vec::new();
-        for (view_name, features) in group_by_view(&refs) {
-            let served = self.view(&view_name)?.clone();
+        for ((view_name, version), features) in group_by_view(&refs) {
+            let served = self.view_at(&view_name, version)?.clone();
             let view = served.definition.clone();
             let resolved = self.source_of(&view)?.clone();
             let names: Vec<String> = features.iter().map(|f| f.feature.clone()).collect();
@@ -296,13 +296,17 @@ impl FeatureStore {
     }
 }
 
-/// The requested features grouped by view, in request order.
-fn group_by_view(refs: &[FeatureRef]) -> Vec<(String, Vec<FeatureRef>)> {
-    let mut by_view: Vec<(String, Vec<FeatureRef>)> = Vec::new();
+/// A view and its pinned version (`None`: the active one).
+type ViewAt = (String, Option<u32>);
+
+/// The requested features grouped by view (and pinned version), in request order.
+fn group_by_view(refs: &[FeatureRef]) -> Vec<(ViewAt, Vec<FeatureRef>)> {
+    let mut by_view: Vec<(ViewAt, Vec<FeatureRef>)> = Vec::new();
     for r in refs {
-        match by_view.iter_mut().find(|(v, _)| *v == r.view) {
+        let key = (r.view.clone(), r.version);
+        match by_view.iter_mut().find(|(v, _)| *v == key) {
             Some((_, list)) => list.push(r.clone()),
-            None => by_view.push((r.view.clone(), vec![r.clone()])),
+            None => by_view.push((key, vec![r.clone()])),
         }
     }
     by_view

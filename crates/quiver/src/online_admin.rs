@@ -107,16 +107,15 @@ impl FeatureStore {
     }
 
     /// Every view version the online store holds records of, with its size; served versions
-    /// are marked.
+    /// (the active one, and those a feature service pins) are marked.
     pub async fn online_versions(&self) -> Result<Vec<OnlineVersion>> {
         let sizes: Vec<TableSize> = self.online_store().table_sizes(self.project_name()).await?;
         let registry = self.registry().ok();
         Ok(sizes
             .into_iter()
             .map(|s| {
-                let served = registry
-                    .and_then(|r| r.feature_views.get(&s.view))
-                    .is_some_and(|v| v.version == s.version);
+                let served =
+                    registry.is_some_and(|r| r.served_versions(&s.view).contains(&s.version));
                 OnlineVersion {
                     view: s.view,
                     version: s.version,
@@ -128,17 +127,54 @@ impl FeatureStore {
             .collect())
     }
 
+    /// How many versions of `view` keep their online records, served ones included: the
+    /// view's `max_versions`, else the project's; `None`: no bound.
+    pub fn max_versions(&self, view: &str) -> Option<u32> {
+        self.view(view)
+            .ok()
+            .and_then(|v| v.definition.max_versions)
+            .or(self.project().config.max_versions)
+    }
+
     /// Deletes the online records of view versions that are not served, keeping the newest
-    /// `keep_versions` unserved versions of each view (0: keep none). The served version is never
-    /// touched. `dry_run` only reports.
+    /// `keep_versions` unserved versions of each view (0: keep none; `None`: as many as the
+    /// view's `max_versions` leaves beside its served versions, none when it has no bound).
+    /// A served version is never touched. `dry_run` only reports. A pruned version's
+    /// incremental watermark goes too, so materializing it again starts from the beginning.
     pub async fn prune_online(
         &self,
-        keep_versions: usize,
+        keep_versions: Option<usize>,
         dry_run: bool,
     ) -> Result<PruneOnlineReport> {
+        self.prune_versions(keep_versions, dry_run, |_| true).await
+    }
+
+    /// After an apply: prunes the views with a `max_versions` bound down to it.
+    pub(crate) async fn prune_beyond_max_versions(&self) -> Result<PruneOnlineReport> {
+        self.prune_versions(None, false, |view| self.max_versions(view).is_some())
+            .await
+    }
+
+    async fn prune_versions(
+        &self,
+        keep_versions: Option<usize>,
+        dry_run: bool,
+        include: impl Fn(&str) -> bool,
+    ) -> Result<PruneOnlineReport> {
         let mut versions = self.online_versions().await?;
-        // Newest first within each view, so the first `keep_versions` unserved ones are kept.
+        versions.retain(|v| include(&v.view));
+        // Newest first within each view, so the first unserved ones are the kept ones.
         versions.sort_by(|a, b| a.view.cmp(&b.view).then(b.version.cmp(&a.version)));
+        let registry = self.registry().ok();
+        let keep_of = |view: &str| -> usize {
+            keep_versions.unwrap_or_else(|| match self.max_versions(view) {
+                None => 0,
+                Some(max) => {
+                    let served = registry.map_or(0, |r| r.served_versions(view).len());
+                    (max as usize).saturating_sub(served)
+                }
+            })
+        };
         let mut report = PruneOnlineReport {
             dry_run,
             ..PruneOnlineReport::default()
@@ -152,7 +188,7 @@ impl FeatureStore {
                 Some((view, n)) if *view == v.view => n,
                 _ => &mut kept_of.insert((v.view.clone(), 0)).1,
             };
-            if *kept < keep_versions {
+            if *kept < keep_of(&v.view) {
                 *kept += 1;
                 report.kept.push(v);
                 continue;
@@ -170,6 +206,27 @@ impl FeatureStore {
             }
             report.removed.push(v);
         }
+        if !dry_run && !report.removed.is_empty() {
+            self.forget_watermarks(&report.removed)?;
+        }
         Ok(report)
+    }
+
+    /// Drops the incremental watermarks of pruned versions from the registry file.
+    fn forget_watermarks(&self, pruned: &[OnlineVersion]) -> Result<()> {
+        let path = self.registry_path();
+        let Some(mut current) = crate::registry::Registry::load(&path)? else {
+            return Ok(());
+        };
+        let before = current.watermarks.len();
+        for v in pruned {
+            current
+                .watermarks
+                .remove(&crate::materialize::watermark_key(&v.view, v.version));
+        }
+        if current.watermarks.len() != before {
+            current.save(&path)?;
+        }
+        Ok(())
     }
 }

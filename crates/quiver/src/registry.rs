@@ -360,6 +360,173 @@ impl Registry {
         (next, changes)
     }
 
+    /// The registry after making version `to` of `view` active again, with its definition as
+    /// the registry kept it, and the change. Nothing else changes, and the versions' history
+    /// stays: rolling forward again (`to` = the version now active) restores what was served.
+    /// Refused when the version's definition is not kept, when it reads a source or entity
+    /// the registry no longer has, or when a feature service names (unpinned) a feature that
+    /// version lacks.
+    pub fn rollback(
+        &self,
+        view: &str,
+        to: u32,
+        context: &ApplyContext,
+    ) -> Result<(Registry, Vec<Change>)> {
+        let history = self
+            .versions
+            .get(view)
+            .ok_or_else(|| Error::NotFound(format!("feature view `{view}` was never applied")))?;
+        let kept = history.definitions.get(&to).ok_or_else(|| {
+            Error::NotFound(format!(
+                "feature view `{view}` has no version {to} to roll back to{} (kept: {})",
+                if history.fingerprints.contains_key(&to) {
+                    " (it was applied before Quiver kept each version's definition)"
+                } else {
+                    ""
+                },
+                self.kept_versions(view)
+            ))
+        })?;
+        let active = self.feature_views.get(view);
+        if let Some(active) = active
+            && active.version == to
+            && active.definition == kept.definition
+        {
+            return Ok((self.clone(), Vec::new()));
+        }
+        let definition = &kept.definition;
+        let mut problems = Vec::new();
+        if !self.sources.contains_key(&definition.source) {
+            problems.push(format!(
+                "it reads source `{}`, which is no longer registered",
+                definition.source
+            ));
+        }
+        for entity in definition.entities.iter() {
+            if !self.entities.contains_key(entity) {
+                problems.push(format!(
+                    "it uses entity `{entity}`, which is no longer registered"
+                ));
+            }
+        }
+        for service in self.feature_services.values() {
+            for r in &service.features {
+                if r.view == view
+                    && r.version.is_none()
+                    && definition.field_index(&r.feature).is_none()
+                {
+                    problems.push(format!(
+                        "feature service `{}` serves `{r}`, which v{to} does not have (pin it as `{view}@v{}:{}` or drop it first)",
+                        service.name,
+                        active.map_or(to, |a| a.version),
+                        r.feature
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::InvalidRequest(format!(
+                "cannot roll feature view `{view}` back to v{to}: {}",
+                problems.join("; ")
+            )));
+        }
+        let serial = self.serial + 1;
+        let change = Change {
+            action: if active.is_some() {
+                ChangeAction::Changed
+            } else {
+                ChangeAction::Added
+            },
+            kind: "feature view".into(),
+            name: view.to_string(),
+            detail: Some(match active {
+                Some(a) if a.version != to => format!("v{} -> v{to} (rolled back)", a.version),
+                Some(_) => format!("v{to} (definition rolled back, schema unchanged)"),
+                None => format!("v{to} (rolled back; the view had been removed)"),
+            }),
+        };
+        let mut next = self.clone();
+        next.feature_views.insert(
+            view.to_string(),
+            RegisteredView {
+                version: to,
+                fingerprint: definition.schema_fingerprint(),
+                definition: definition.clone(),
+                updated_at: context.at.clone(),
+            },
+        );
+        next.serial = serial;
+        next.history.push(ApplyRecord {
+            serial,
+            at: context.at.clone(),
+            changes: vec![change.clone()],
+            definitions_hash: Some(next.definitions().content_hash()),
+            user: context.user.clone(),
+            host: context.host.clone(),
+        });
+        Ok((next, vec![change]))
+    }
+
+    /// The versions of `view` something serves: the active one and those feature services pin.
+    pub fn served_versions(&self, view: &str) -> std::collections::BTreeSet<u32> {
+        let active = self.feature_views.get(view).map(|v| v.version);
+        let pinned = self
+            .feature_services
+            .values()
+            .flat_map(|s| s.features.iter())
+            .filter(|r| r.view == view)
+            .filter_map(|r| r.version);
+        active.into_iter().chain(pinned).collect()
+    }
+
+    /// What is wrong with the feature services' pinned references (`view@vN:feature`): each
+    /// must name a version whose definition the registry keeps, and a feature of it.
+    pub fn pinned_reference_errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for service in self.feature_services.values() {
+            for r in service.features.iter().filter(|r| r.version.is_some()) {
+                let version = r.version.unwrap_or_default();
+                let kept = self
+                    .versions
+                    .get(&r.view)
+                    .and_then(|h| h.definitions.get(&version));
+                let problem = match kept {
+                    None => Some(format!(
+                        "feature view `{}` has no kept version {version} (kept: {})",
+                        r.view,
+                        self.kept_versions(&r.view)
+                    )),
+                    Some(k) if k.definition.field_index(&r.feature).is_none() => Some(format!(
+                        "version {version} of feature view `{}` has no feature `{}`",
+                        r.view, r.feature
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(p) = problem {
+                    errors.push(format!(
+                        "feature service `{}`: field `features`: `{r}`: {p}",
+                        service.name
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
+    /// `v1, v2` — the versions of `view` whose definitions are kept, or `none`.
+    pub fn kept_versions(&self, view: &str) -> String {
+        let kept: Vec<String> = self
+            .versions
+            .get(view)
+            .map(|h| h.definitions.keys().map(|v| format!("v{v}")).collect())
+            .unwrap_or_default();
+        if kept.is_empty() {
+            "none".to_string()
+        } else {
+            kept.join(", ")
+        }
+    }
+
     /// The registered definitions (what serving and materialization use).
     pub fn definitions(&self) -> Definitions {
         Definitions {
@@ -455,6 +622,89 @@ feature_views:
         assert_eq!(c2[0].action, ChangeAction::Removed);
         let (r3, _) = r2.apply(&defs(&V1.replace("type: int64", "type: string")), "t3");
         assert_eq!(r3.feature_views["v"].version, 2, "next unused version");
+    }
+
+    fn ctx(at: &str) -> ApplyContext {
+        ApplyContext {
+            at: at.to_string(),
+            user: Some("ann".into()),
+            host: None,
+        }
+    }
+
+    #[test]
+    fn rollback_restores_a_kept_version_and_forward_again_is_lossless() {
+        let (r1, _) = Registry::empty("p").apply(&defs(V1), "t1");
+        let v2_text = V1.replace("type: int64}", "type: int64}, {name: b, type: string}");
+        let (r2, _) = r1.apply(&defs(&v2_text.replace("ttl: 1d", "ttl: 3d")), "t2");
+        assert_eq!(r2.feature_views["v"].version, 2);
+
+        let (back, changes) = r2.rollback("v", 1, &ctx("t3")).unwrap();
+        assert_eq!(back.feature_views["v"].version, 1);
+        assert_eq!(
+            back.feature_views["v"].definition,
+            r1.feature_views["v"].definition
+        );
+        assert_eq!(back.serial, r2.serial + 1);
+        assert_eq!(changes[0].detail.as_deref(), Some("v2 -> v1 (rolled back)"));
+        assert_eq!(back.history.last().unwrap().user.as_deref(), Some("ann"));
+
+        let (forward, _) = back.rollback("v", 2, &ctx("t4")).unwrap();
+        assert_eq!(
+            forward.feature_views["v"].definition,
+            r2.feature_views["v"].definition
+        );
+        assert_eq!(
+            forward.feature_views["v"].fingerprint,
+            r2.feature_views["v"].fingerprint
+        );
+        assert_eq!(
+            forward.versions, r2.versions,
+            "the versions' history is untouched"
+        );
+
+        // Rolling back to the version served changes nothing.
+        let (same, none) = forward.rollback("v", 2, &ctx("t5")).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(same, forward);
+        assert!(matches!(
+            forward.rollback("v", 9, &ctx("t6")),
+            Err(Error::NotFound(m)) if m.contains("kept: v1, v2")
+        ));
+    }
+
+    #[test]
+    fn rollback_is_refused_when_a_service_needs_a_feature_the_version_lacks() {
+        let v2 = format!(
+            "{}feature_services: [{{name: svc, features: [\"v:b\", \"v@v1:a\"]}}]\n",
+            V1.replace("type: int64}", "type: int64}, {name: b, type: string}")
+        );
+        let (r1, _) = Registry::empty("p").apply(&defs(V1), "t1");
+        let (r2, _) = r1.apply(&defs(&v2), "t2");
+        assert!(r2.pinned_reference_errors().is_empty());
+        assert_eq!(
+            r2.served_versions("v").into_iter().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let err = r2.rollback("v", 1, &ctx("t3")).unwrap_err().to_string();
+        assert!(err.contains("feature service `svc` serves `v:b`"), "{err}");
+    }
+
+    #[test]
+    fn pinned_references_must_name_a_kept_version_and_its_feature() {
+        let (r1, _) = Registry::empty("p").apply(&defs(V1), "t1");
+        let pinned =
+            |f: &str| format!("{V1}feature_services: [{{name: svc, features: [\"{f}\"]}}]\n");
+        let (ok, _) = r1.apply(&defs(&pinned("v@v1:a")), "t2");
+        assert!(ok.pinned_reference_errors().is_empty());
+        let (bad, _) = r1.apply(&defs(&pinned("v@v3:a")), "t2");
+        let errors = bad.pinned_reference_errors();
+        assert!(
+            errors[0].contains("no kept version 3 (kept: v1)"),
+            "{errors:?}"
+        );
+        let (bad, _) = r1.apply(&defs(&pinned("v@v1:zz")), "t2");
+        assert!(bad.pinned_reference_errors()[0].contains("has no feature `zz`"));
     }
 
     #[test]

@@ -39,11 +39,15 @@ impl FeatureSelection {
         };
         let mut unknown = Vec::new();
         for r in &refs {
-            match catalog.view(&r.view) {
+            match catalog.view_of(r) {
+                Err(Error::NotFound(m)) if r.version.is_some() => {
+                    unknown.push(format!("`{r}` ({m})"))
+                }
                 Err(_) => unknown.push(format!("`{r}` (no feature view `{}`)", r.view)),
                 Ok(v) if v.field_index(&r.feature).is_none() => unknown.push(format!(
                     "`{r}` (feature view `{}` has no feature `{}`)",
-                    r.view, r.feature
+                    r.view_label(),
+                    r.feature
                 )),
                 Ok(_) => {}
             }

@@ -205,6 +205,12 @@ impl FeatureStore {
         self.catalog()?.view(name)
     }
 
+    /// Version `version` of a view (`None`: the active one), while the registry keeps its
+    /// definition.
+    pub fn view_at(&self, name: &str, version: Option<u32>) -> Result<&ServedView> {
+        self.catalog()?.view_at(name, version)
+    }
+
     /// The registered views (none before `quiver apply`).
     pub fn views(&self) -> impl Iterator<Item = &ServedView> {
         self.catalog.iter().flat_map(|c| c.views())

@@ -80,6 +80,22 @@ pub async fn run(project: &Path, _args: Args) -> anyhow::Result<()> {
     for (view, table) in &report.offline_tables {
         say!("Offline store: `{view}` -> {table}");
     }
+    match &report.pruned_online {
+        Ok(pruned) => {
+            for v in pruned {
+                say!(
+                    "Pruned {} v{} from the online store (beyond max_versions): {} records, ~{}",
+                    v.view,
+                    v.version,
+                    v.keys,
+                    super::human_bytes(v.bytes)
+                );
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: the apply is recorded, but pruning versions beyond max_versions failed: {e}"
+        ),
+    }
     print_left_behind(
         "Online records of versions no longer served:",
         &report.unserved_online,

@@ -10,6 +10,7 @@ pub mod lineage;
 pub mod materialize;
 pub mod ops;
 pub mod records;
+pub mod rollback;
 pub mod serve;
 pub mod versions;
 pub mod warm;

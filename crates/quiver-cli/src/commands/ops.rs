@@ -39,8 +39,10 @@ pub struct InvalidateArgs {
 #[derive(clap::Args)]
 pub struct PruneArgs {
     /// Keep the online records of this many unserved versions per view (newest first).
-    #[arg(long, default_value_t = 0)]
-    keep_versions: usize,
+    /// Default: what each view's `max_versions` (or the project's) leaves beside its served
+    /// versions; none for views without that bound.
+    #[arg(long)]
+    keep_versions: Option<usize>,
     /// Only say what would be deleted.
     #[arg(long)]
     dry_run: bool,
@@ -280,10 +282,15 @@ pub async fn prune_online(project: &Path, args: PruneArgs) -> anyhow::Result<()>
     }
     for v in report["kept"].as_array().into_iter().flatten() {
         say!(
-            "Kept {} v{}: {} records (--keep-versions)",
+            "Kept {} v{}: {} records ({})",
             v["view"].as_str().unwrap_or("?"),
             v["version"],
-            v["keys"]
+            v["keys"],
+            if args.keep_versions.is_some() {
+                "--keep-versions"
+            } else {
+                "max_versions"
+            }
         );
     }
     Ok(())

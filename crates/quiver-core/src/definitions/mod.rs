@@ -128,6 +128,10 @@ pub struct FeatureView {
     /// source-query seconds): `/metrics` multiplies it by the computations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_computation: Option<f64>,
+    /// How many versions keep their online records, the active one included (older ones are
+    /// pruned after an apply); `None`: the project's `max_versions`. Not part of the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<u32>,
 }
 
 /// A serving fallback policy: `{layer: offline, on: [unavailable, miss]}`, or `none`.
@@ -357,47 +361,89 @@ impl FeatureView {
     }
 }
 
-/// A reference to one feature, `view:feature`.
+/// A reference to one feature, `view:feature`, or `view@vN:feature` for version N of the view
+/// (Feast's version-qualified spelling); unpinned means the view's active version.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FeatureRef {
     pub view: String,
     pub feature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 impl FeatureRef {
-    /// Parses `view:feature` (Feast's spelling). The error names the reference.
+    /// An unpinned reference.
+    pub fn new(view: impl Into<String>, feature: impl Into<String>) -> FeatureRef {
+        FeatureRef {
+            view: view.into(),
+            feature: feature.into(),
+            version: None,
+        }
+    }
+
+    /// Parses `view:feature` or `view@vN:feature`. The error names the reference.
     pub fn parse(text: &str) -> Result<FeatureRef, String> {
         match text.split_once(':') {
             Some((view, feature))
                 if !view.is_empty() && !feature.is_empty() && !feature.contains(':') =>
             {
+                let (view, version) =
+                    split_version(view).map_err(|e| format!("feature reference `{text}`: {e}"))?;
                 Ok(FeatureRef {
                     view: view.to_string(),
                     feature: feature.to_string(),
+                    version,
                 })
             }
             _ => Err(format!(
-                "feature reference `{text}` is not of the form `view:feature`"
+                "feature reference `{text}` is not of the form `view:feature` (or `view@vN:feature`)"
             )),
+        }
+    }
+
+    /// The feature's column name in responses and training sets: `feature`, or
+    /// `view__feature` (`view@vN__feature` when pinned) with full feature names (Feast's
+    /// convention).
+    pub fn output_name(&self, full_feature_names: bool) -> String {
+        match (full_feature_names, self.version) {
+            (false, _) => self.feature.clone(),
+            (true, None) => format!("{}__{}", self.view, self.feature),
+            (true, Some(v)) => format!("{}@v{v}__{}", self.view, self.feature),
+        }
+    }
+
+    /// The view part as written: `view` or `view@vN`.
+    pub fn view_label(&self) -> String {
+        match self.version {
+            None => self.view.clone(),
+            Some(v) => format!("{}@v{v}", self.view),
         }
     }
 }
 
-impl FeatureRef {
-    /// The feature's column name in responses and training sets: `feature`, or
-    /// `view__feature` with full feature names (Feast's convention).
-    pub fn output_name(&self, full_feature_names: bool) -> String {
-        if full_feature_names {
-            format!("{}__{}", self.view, self.feature)
-        } else {
-            self.feature.clone()
-        }
+/// Splits `view@vN` into the view name and N; a name without `@` is unpinned.
+pub fn split_version(view: &str) -> Result<(&str, Option<u32>), String> {
+    let Some((name, version)) = view.split_once('@') else {
+        return Ok((view, None));
+    };
+    let number = version
+        .strip_prefix('v')
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| *n > 0 && !name.is_empty());
+    match number {
+        Some(n) => Ok((name, Some(n))),
+        None => Err(format!(
+            "`{view}`: a version is written `view@vN` with N a positive integer (versions start at v1)"
+        )),
     }
 }
 
 impl std::fmt::Display for FeatureRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.view, self.feature)
+        match self.version {
+            None => write!(f, "{}:{}", self.view, self.feature),
+            Some(v) => write!(f, "{}@v{v}:{}", self.view, self.feature),
+        }
     }
 }
 

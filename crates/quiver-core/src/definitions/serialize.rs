@@ -93,6 +93,10 @@ pub struct FeatureViewDef {
     /// What one lazy computation costs (a number, in the unit the team charts).
     #[serde(default)]
     pub cost_per_computation: Option<f64>,
+    /// How many versions keep their online records (the active one included); overrides the
+    /// project's `max_versions`.
+    #[serde(default)]
+    pub max_versions: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -335,6 +335,14 @@ impl Definitions {
                         ),
                     );
                 }
+                if v.max_versions == Some(0) {
+                    ctx.err(
+                        file,
+                        format!(
+                            "{what}: field `max_versions` must be at least 1 (the active version)"
+                        ),
+                    );
+                }
                 defs.feature_views.insert(
                     v.name.clone(),
                     FeatureView {
@@ -354,6 +362,7 @@ impl Definitions {
                         cost_per_computation: v
                             .cost_per_computation
                             .filter(|c| c.is_finite() && *c >= 0.0),
+                        max_versions: v.max_versions.filter(|n| *n > 0),
                     },
                 );
             }
@@ -377,10 +386,35 @@ impl Definitions {
                     ctx.err(file, format!("{what}: field `features` is empty"));
                 }
                 for text in &s.features {
-                    let (view_name, feature) = match text.split_once(':') {
+                    let (view_part, feature) = match text.split_once(':') {
                         Some((v, f)) => (v, Some(f)),
                         None => (text.as_str(), None),
                     };
+                    let (view_name, version) = match super::split_version(view_part) {
+                        Ok(split) => split,
+                        Err(e) => {
+                            ctx.err(file, format!("{what}: field `features`: {e}"));
+                            continue;
+                        }
+                    };
+                    if let Some(version) = version {
+                        // A pinned version's schema is the registry's (checked at apply): only
+                        // name the view here.
+                        match feature {
+                            Some(feat) if !feat.is_empty() => {
+                                features.push(FeatureRef {
+                                    view: view_name.to_string(),
+                                    feature: feat.to_string(),
+                                    version: Some(version),
+                                })
+                            }
+                            _ => ctx.err(
+                                file,
+                                format!("{what}: field `features`: `{text}`: name each feature of a pinned version (`{view_part}:feature`)"),
+                            ),
+                        }
+                        continue;
+                    }
                     let Some(view) = defs.feature_views.get(view_name) else {
                         ctx.err(
                             file,
@@ -389,14 +423,12 @@ impl Definitions {
                         continue;
                     };
                     match feature {
-                        None => features.extend(view.fields.iter().map(|f| FeatureRef {
-                            view: view.name.clone(),
-                            feature: f.name.clone(),
-                        })),
-                        Some(feat) if view.field_index(feat).is_some() => features.push(FeatureRef {
-                            view: view.name.clone(),
-                            feature: feat.to_string(),
-                        }),
+                        None => features.extend(
+                            view.fields.iter().map(|f| FeatureRef::new(&view.name, &f.name)),
+                        ),
+                        Some(feat) if view.field_index(feat).is_some() => {
+                            features.push(FeatureRef::new(&view.name, feat))
+                        }
                         Some(feat) => ctx.err(
                             file,
                             format!("{what}: field `features`: feature view `{view_name}` has no feature `{feat}`"),

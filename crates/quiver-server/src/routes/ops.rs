@@ -399,12 +399,13 @@ pub async fn invalidate(
     Ok(axum::Json(report).into_response())
 }
 
-/// `POST /prune-online`: `{"keep_versions": 0, "dry_run": false}` (both optional).
+/// `POST /prune-online`: `{"keep_versions": 0, "dry_run": false}` (both optional; without
+/// `keep_versions`, each view's `max_versions` decides).
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PruneBody {
     #[serde(default)]
-    keep_versions: usize,
+    keep_versions: Option<usize>,
     #[serde(default)]
     dry_run: bool,
 }

@@ -31,27 +31,28 @@ pub(crate) struct Plan<'a> {
 pub(crate) fn plan<'a>(catalog: &'a Catalog, request: &OnlineRequest) -> Result<Plan<'a>> {
     let refs = request.features.resolve(catalog)?;
     let mut names: Vec<String> = request.entities.iter().map(|(k, _)| k.clone()).collect();
-    let mut seen: HashMap<String, &str> = HashMap::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
     for r in &refs {
         let name = r.output_name(request.full_feature_names);
-        if let Some(other) = seen.insert(name.clone(), &r.view) {
+        if let Some(other) = seen.insert(name.clone(), r.view_label()) {
             return Err(Error::InvalidRequest(format!(
                 "feature name `{name}` is requested twice (views `{other}` and `{}`); set `full_feature_names: true` or drop the duplicate",
-                r.view
+                r.view_label()
             )));
         }
         names.push(name);
     }
 
-    let mut order: Vec<&str> = Vec::new();
+    // The views to read, each (view, pinned version) once, in request order.
+    let mut order: Vec<(&str, Option<u32>)> = Vec::new();
     for r in &refs {
-        if !order.contains(&r.view.as_str()) {
-            order.push(&r.view);
+        if !order.contains(&(r.view.as_str(), r.version)) {
+            order.push((&r.view, r.version));
         }
     }
     let served: Vec<&ServedView> = order
         .iter()
-        .map(|v| catalog.view(v))
+        .map(|(v, version)| catalog.view_at(v, *version))
         .collect::<Result<_>>()?;
     let columns = key_columns(&served, &request.entities)?;
     let rows = request.entities.first().map_or(0, |(_, v)| v.len());
@@ -76,9 +77,12 @@ pub(crate) fn plan<'a>(catalog: &'a Catalog, request: &OnlineRequest) -> Result<
     let features = refs
         .iter()
         .map(|r| {
-            let view = order.iter().position(|v| *v == r.view).unwrap_or(0);
+            let view = order
+                .iter()
+                .position(|v| *v == (r.view.as_str(), r.version))
+                .unwrap_or(0);
             let field = catalog
-                .view(&r.view)?
+                .view_of(r)?
                 .field_index(&r.feature)
                 .ok_or_else(|| Error::Internal(format!("feature `{r}` vanished")))?;
             Ok((view, field))
