@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 from quiver._quiver import (
     Client,
     ConfigError,
+    Conflict,
     FailedPrecondition,
     InternalError,
     InvalidArgument,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Client",
     "ConfigError",
+    "Conflict",
     "FailedPrecondition",
     "FeatureService",
     "FeatureStore",

@@ -274,7 +274,9 @@ fn pinned_versions_are_served_side_by_side_and_rollback_and_max_versions_keep_th
     ));
     let batch = quiver::offline_io::read_file(&train).unwrap();
     let schema = batch.schema();
-    let v1 = schema.field_with_name("user_profile@v1__signup_days").unwrap();
+    let v1 = schema
+        .field_with_name("user_profile@v1__signup_days")
+        .unwrap();
     let v2 = schema.field_with_name("user_profile__signup_days").unwrap();
     assert_eq!(v1.data_type(), &arrow_schema::DataType::Int32);
     assert_eq!(v2.data_type(), &arrow_schema::DataType::Int64);

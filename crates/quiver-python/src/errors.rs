@@ -22,7 +22,7 @@ create_exception!(
 );
 
 /// The subclasses: name, the builtin they also derive from, and their doc.
-const CLASSES: [(ErrorKind, &str, &str, &str); 6] = [
+const CLASSES: [(ErrorKind, &str, &str, &str); 7] = [
     (
         ErrorKind::InvalidArgument,
         "InvalidArgument",
@@ -46,6 +46,12 @@ const CLASSES: [(ErrorKind, &str, &str, &str); 6] = [
         "Unavailable",
         "ConnectionError",
         "A backend (Redis, PostgreSQL, the feature server) is unreachable or timed out; retrying may help.",
+    ),
+    (
+        ErrorKind::Conflict,
+        "Conflict",
+        "RuntimeError",
+        "Someone changed it first (the registry moved on since the plan): plan again and retry.",
     ),
     (
         ErrorKind::Config,
@@ -140,6 +146,7 @@ pub fn server_kind(kind: &str) -> ErrorKind {
         "not_found" => ErrorKind::NotFound,
         "failed_precondition" => ErrorKind::FailedPrecondition,
         "unavailable" => ErrorKind::Unavailable,
+        "conflict" => ErrorKind::Conflict,
         "config" => ErrorKind::Config,
         _ => ErrorKind::Internal,
     }

@@ -142,7 +142,7 @@ impl FeatureStore {
 
     /// Re-reads the registry (after an `apply` by another process).
     fn refresh_registry(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_store_mut(py, async |s| Ok(s.reload_registry()?))
+        self.with_store_mut(py, async |s| Ok(s.reload_registry().await?))
     }
 
     /// Names of the applied feature views.

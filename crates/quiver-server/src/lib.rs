@@ -27,7 +27,7 @@ pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -37,7 +37,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use quiver::FeatureStore;
 use tokio::net::TcpListener;
 
-/// How often the registry file is checked for changes.
+/// How often the registry is checked for changes.
 const REGISTRY_POLL: Duration = Duration::from_secs(2);
 /// How often buffered histogram samples are drained into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -71,27 +71,33 @@ impl AppState {
         })
     }
 
-    /// Reloads the registry if its file changed since `seen`; returns the new modification time.
-    pub fn reload_if_changed(&self, seen: Option<SystemTime>) -> Option<SystemTime> {
-        let current = self.store.load();
-        let modified = std::fs::metadata(current.registry_path())
-            .and_then(|m| m.modified())
-            .ok();
-        if modified == seen {
+    /// Reloads the registry if it changed since `seen` (its [`stamp`]: a file's modification
+    /// time, a PostgreSQL registry's revision); returns the stamp now.
+    ///
+    /// [`stamp`]: quiver::registry_store::RegistryStore::stamp
+    pub async fn reload_if_changed(&self, seen: Option<String>) -> Option<String> {
+        let current = self.store.load_full();
+        let stamp = match current.registry_store().stamp().await {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the registry for changes");
+                return seen;
+            }
+        };
+        if stamp == seen {
             return seen;
         }
-        let reloaded = current.reloaded();
-        match reloaded {
+        match current.reloaded().await {
             Ok(store) => {
                 let serial = store.registry().map(|r| r.serial).ok();
                 tracing::info!(?serial, "registry reloaded");
                 self.store.store(Arc::new(store));
-                modified
+                stamp
             }
             Err(e) => {
                 // Keep serving the definitions we have; try again on the next change.
                 tracing::warn!(error = %e, "registry changed but cannot be loaded");
-                modified
+                stamp
             }
         }
     }
@@ -291,17 +297,14 @@ pub async fn serve_with(
     }
     let watcher = {
         let state = state.clone();
-        let mut seen = std::fs::metadata(state.store.load().registry_path())
-            .and_then(|m| m.modified())
-            .ok();
+        let first = state.store.load_full();
+        let mut seen = first.registry_store().stamp().await.ok().flatten();
+        drop(first);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REGISTRY_POLL);
             loop {
                 tick.tick().await;
-                let s = state.clone();
-                seen = tokio::task::spawn_blocking(move || s.reload_if_changed(seen))
-                    .await
-                    .unwrap_or(seen);
+                seen = state.reload_if_changed(seen).await;
             }
         })
     };

@@ -60,7 +60,7 @@ async fn open_materialized(dir: &Path) -> FeatureStore {
         .await
         .unwrap();
     // The registry now records the run; the server's store reads it.
-    store.reload_registry().unwrap();
+    store.reload_registry().await.unwrap();
     store
 }
 

@@ -73,6 +73,13 @@ impl FeatureStore {
         self.apply_definitions(defs).await
     }
 
+    /// [`apply`](Self::apply) only if the registry is still at serial `expected` (what a plan
+    /// was made against); otherwise [`Error::Conflict`], nothing written.
+    pub async fn apply_if_serial(&mut self, expected: u64) -> Result<ApplyReport> {
+        let defs = self.load_project_definitions()?;
+        self.apply_definitions_if(defs, Some(expected)).await
+    }
+
     /// What [`apply`](Self::apply) would record, checked the same way, without writing anything.
     pub async fn plan(&self) -> Result<Plan> {
         let defs = self.load_project_definitions()?;
@@ -82,7 +89,10 @@ impl FeatureStore {
     /// [`plan`](Self::plan) for already-built definitions.
     pub async fn plan_definitions(&self, defs: &Definitions) -> Result<Plan> {
         let warnings = self.check_sources(defs).await?;
-        let current = Registry::load(&self.registry_path())?
+        let current = self
+            .registry_store()
+            .load()
+            .await?
             .unwrap_or_else(|| Registry::empty(self.project_name()));
         let (next, changes) = current.apply_with(defs, &ApplyContext::current());
         refuse_bad_pins(&next)?;
@@ -113,14 +123,33 @@ impl FeatureStore {
 
     /// Records already-built definitions (library users who build them in code).
     pub async fn apply_definitions(&mut self, defs: Definitions) -> Result<ApplyReport> {
+        self.apply_definitions_if(defs, None).await
+    }
+
+    /// Records `defs` against the registry as it is now, or, with `expected`, only if it is
+    /// still at that serial. The write is a compare-and-swap under the registry's lock: an
+    /// apply that raced another gets [`Error::Conflict`] instead of overwriting it.
+    pub async fn apply_definitions_if(
+        &mut self,
+        defs: Definitions,
+        expected: Option<u64>,
+    ) -> Result<ApplyReport> {
         let warnings = self.check_sources(&defs).await?;
-        let path = self.registry_path();
-        let current =
-            Registry::load(&path)?.unwrap_or_else(|| Registry::empty(self.project_name()));
+        let stored = self.registry_store().load().await?;
+        let missing = stored.is_none();
+        let current = stored.unwrap_or_else(|| Registry::empty(self.project_name()));
+        if let Some(expected) = expected
+            && expected != current.serial
+        {
+            return Err(Error::Conflict(format!(
+                "registry changed since you planned: the plan was made at serial {expected} and the registry is at serial {}; run `quiver plan` again",
+                current.serial
+            )));
+        }
         let (next, changes) = current.apply_with(&defs, &ApplyContext::current());
         refuse_bad_pins(&next)?;
-        if !changes.is_empty() || !path.exists() {
-            next.save(&path)?;
+        if !changes.is_empty() || missing {
+            self.registry_store().commit(current.serial, &next).await?;
         }
         let versions = next
             .feature_views

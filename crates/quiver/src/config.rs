@@ -18,8 +18,93 @@ use crate::error::{Error, Result};
 /// The configuration file's name in a project directory.
 pub const CONFIG_FILE: &str = "quiver.yaml";
 
-fn default_registry() -> String {
-    ".quiver/registry.json".to_string()
+fn default_registry() -> RegistryConfig {
+    RegistryConfig::File {
+        path: ".quiver/registry.json".to_string(),
+    }
+}
+
+/// Where the registry lives: a JSON file (`registry: path`, or `{type: file, path}`), or
+/// PostgreSQL (`{type: postgres, url}`, `url: env:VAR` reads the variable) so several machines
+/// share one catalog.
+#[derive(Clone, PartialEq)]
+pub enum RegistryConfig {
+    File { path: String },
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl RegistryConfig {
+    /// A one-line description with secrets redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            RegistryConfig::File { path } => format!("file {path}"),
+            RegistryConfig::Postgres { url } => format!(
+                "postgres ({})",
+                quiver_offline::store::PostgresConfig::new(url.clone()).redacted_url()
+            ),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RegistryConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Path(String),
+            Table(std::collections::BTreeMap<String, Yaml>),
+        }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "field `registry`: expected a file path, `{type: file, path: ...}` or `{type: postgres, url: ...}`",
+            )
+        })?;
+        let table = match raw {
+            Raw::Path(path) => return Ok(RegistryConfig::File { path }),
+            Raw::Table(t) => t,
+        };
+        let mut table = table
+            .into_iter()
+            .map(|(key, value)| match value {
+                Yaml::String(s) => Ok((key, s)),
+                other => Err(D::Error::custom(format!(
+                    "field `registry.{key}` must be a string, got `{}`",
+                    serde_yaml_ng::to_string(&other).unwrap_or_default().trim()
+                ))),
+            })
+            .collect::<std::result::Result<std::collections::BTreeMap<String, String>, _>>()?;
+        let kind = table.remove("type").unwrap_or_else(|| "file".to_string());
+        let config = match kind.as_str() {
+            "file" => RegistryConfig::File {
+                path: table
+                    .remove("path")
+                    .unwrap_or_else(|| ".quiver/registry.json".to_string()),
+            },
+            "postgres" => RegistryConfig::Postgres {
+                url: table.remove("url").ok_or_else(|| {
+                    D::Error::custom("field `registry.url` is required for `type: postgres`")
+                })?,
+            },
+            other => {
+                return Err(D::Error::custom(format!(
+                    "field `registry.type`: `{other}` is not a registry type (file, postgres)"
+                )));
+            }
+        };
+        if let Some(key) = table.keys().next() {
+            return Err(D::Error::custom(format!(
+                "field `registry.{key}` is not a setting of a {kind} registry"
+            )));
+        }
+        Ok(config)
+    }
 }
 
 fn default_features_dir() -> String {
@@ -248,9 +333,9 @@ impl Default for ServingConfig {
 pub struct ProjectConfig {
     /// Project name; part of every online key (`quiver:{project}:...`).
     pub project: String,
-    /// Registry file.
+    /// Where the registry lives (see [`RegistryConfig`]).
     #[serde(default = "default_registry")]
-    pub registry: String,
+    pub registry: RegistryConfig,
     /// Directory of `*.yaml` definition files.
     #[serde(default = "default_features_dir")]
     pub features: String,
@@ -402,8 +487,48 @@ mod tests {
         let c = parse_config(BASE, []).unwrap();
         assert_eq!(c.project, "shop");
         assert_eq!(c.server.port, 6566);
-        assert_eq!(c.registry, ".quiver/registry.json");
+        assert_eq!(
+            c.registry,
+            RegistryConfig::File {
+                path: ".quiver/registry.json".into()
+            }
+        );
         assert_eq!(c.online_store.kind(), "embedded");
+    }
+
+    #[test]
+    fn registry_is_a_path_or_a_typed_block_and_says_what_is_wrong() {
+        let with = |block: &str| parse_config(&format!("{BASE}registry: {block}\n"), []);
+        assert_eq!(
+            with("reg.json").unwrap().registry,
+            RegistryConfig::File {
+                path: "reg.json".into()
+            }
+        );
+        let pg = with("{type: postgres, url: \"postgres://u:secret@127.0.0.1/db\"}").unwrap();
+        assert!(matches!(&pg.registry, RegistryConfig::Postgres { url } if url.contains("secret")));
+        assert!(
+            !format!("{:?}", pg.registry).contains("secret"),
+            "the password is redacted"
+        );
+        let err = with("{type: postgres}").unwrap_err();
+        assert!(err.contains("`registry.url` is required"), "{err}");
+        let err = with("{type: mysql, url: x}").unwrap_err();
+        assert!(
+            err.contains("`registry.type`: `mysql` is not a registry type"),
+            "{err}"
+        );
+        let err = with("{type: postgres, url: x, pool: \"3\"}").unwrap_err();
+        assert!(err.contains("`registry.pool` is not a setting"), "{err}");
+        let err = with("{type: postgres, url: 5432}").unwrap_err();
+        assert!(err.contains("`registry.url` must be a string"), "{err}");
+        // The environment can switch it, like any key.
+        let env = [(
+            "QUIVER__REGISTRY".to_string(),
+            "{type: postgres, url: \"host=127.0.0.1\"}".to_string(),
+        )];
+        let c = parse_config(BASE, env).unwrap();
+        assert!(matches!(c.registry, RegistryConfig::Postgres { .. }));
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// A backend (Redis, a file) is unreachable or timed out; retrying may help.
     Unavailable,
+    /// Someone else changed it first (the registry moved on since the plan): re-plan and retry.
+    Conflict,
     /// Configuration is invalid.
     Config,
     /// A bug or corrupt state inside Quiver.
@@ -31,6 +33,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::FailedPrecondition => "failed_precondition",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
         }
@@ -50,6 +53,12 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A backend (the PostgreSQL registry) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A concurrent writer changed it first.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Online(#[from] OnlineError),
     #[error(transparent)]
@@ -73,6 +82,8 @@ impl Error {
             Error::InvalidRequest(_) => ErrorKind::InvalidArgument,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Conflict(_) => ErrorKind::Conflict,
             Error::Online(e) => match e.cause() {
                 OnlineError::Unavailable { .. } | OnlineError::Backend { .. } => {
                     ErrorKind::Unavailable

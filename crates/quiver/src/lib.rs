@@ -44,6 +44,7 @@ pub mod offline;
 pub mod online_admin;
 pub mod records;
 pub mod registry;
+pub mod registry_store;
 pub mod rollback;
 pub mod selection;
 pub mod serving;

@@ -118,7 +118,7 @@ impl FeatureStore {
             let view = self
                 .materialize_view(&name, options.start, end, strict, progress)
                 .await?;
-            self.record_materialization(&view, options.start, end);
+            self.record_materialization(&view, options.start, end).await;
             report.views.push(view);
         }
         Ok(report)
@@ -127,31 +127,26 @@ impl FeatureStore {
     /// Counts the rows in the serving statistics and records the run in the registry file (what
     /// freshness is measured from). The data is written either way: a registry that cannot be
     /// saved is logged, not an error of the materialization.
-    fn record_materialization(&self, view: &ViewReport, start: Option<i64>, end: i64) {
+    async fn record_materialization(&self, view: &ViewReport, start: Option<i64>, end: i64) {
         self.stats()
             .view(&view.view)
             .writes
             .fetch_add(view.written, std::sync::atomic::Ordering::Relaxed);
-        let path = self.registry_path();
-        let saved = crate::registry::Registry::load(&path).and_then(|current| {
-            let Some(mut current) = current else {
-                return Ok(());
-            };
-            current.record_run(
-                &view.view,
-                crate::registry::MaterializationRun {
-                    kind: crate::registry::RunKind::Materialize,
-                    version: view.version,
-                    finished_at: quiver_online::now_ns(),
-                    start,
-                    end,
-                    written: view.written,
-                    rejected: view.rejected,
-                    seconds: view.seconds,
-                },
-            );
-            current.save(&path)
-        });
+        let run = crate::registry::MaterializationRun {
+            kind: crate::registry::RunKind::Materialize,
+            version: view.version,
+            finished_at: quiver_online::now_ns(),
+            start,
+            end,
+            written: view.written,
+            rejected: view.rejected,
+            seconds: view.seconds,
+        };
+        let name = view.view.clone();
+        let saved = self
+            .registry_store()
+            .update(move |current| current.record_run(&name, run))
+            .await;
         if let Err(e) = saved {
             tracing::warn!(view = %view.view, error = %e, "the materialization is not recorded in the registry");
         }
@@ -483,11 +478,15 @@ impl FeatureStore {
                 .views
                 .extend(self.materialize(&options, progress).await?.views);
             // Record each view's watermark as soon as it is done, so a failure later keeps it.
-            let path = self.registry_path();
-            let mut current = crate::registry::Registry::load(&path)?.unwrap_or(registry.clone());
-            current.watermarks.insert(key, end);
-            current.save(&path)?;
-            self.set_registry(Some(current))?;
+            let current = self
+                .registry_store()
+                .update(move |current| {
+                    current.watermarks.insert(key, end);
+                })
+                .await?;
+            if let Some(current) = current {
+                self.set_registry(Some(current))?;
+            }
         }
         Ok(report)
     }

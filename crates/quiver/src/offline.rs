@@ -170,7 +170,8 @@ impl FeatureStore {
                 end,
                 rows,
                 started,
-            );
+            )
+            .await;
             reports.push(BuildViewReport {
                 view: name,
                 version: served.table.version,
@@ -186,7 +187,7 @@ impl FeatureStore {
 
     /// Records a build in the registry's runs (lineage). The history is written either way: a
     /// registry that cannot be saved is logged, not an error of the build.
-    fn record_build(
+    async fn record_build(
         &self,
         view: &str,
         version: u32,
@@ -195,26 +196,21 @@ impl FeatureStore {
         rows: u64,
         started: std::time::Instant,
     ) {
-        let path = self.registry_path();
-        let saved = crate::registry::Registry::load(&path).and_then(|current| {
-            let Some(mut current) = current else {
-                return Ok(());
-            };
-            current.record_run(
-                view,
-                crate::registry::MaterializationRun {
-                    kind: crate::registry::RunKind::Build,
-                    version,
-                    finished_at: quiver_online::now_ns(),
-                    start,
-                    end,
-                    written: rows,
-                    rejected: 0,
-                    seconds: started.elapsed().as_secs_f64(),
-                },
-            );
-            current.save(&path)
-        });
+        let run = crate::registry::MaterializationRun {
+            kind: crate::registry::RunKind::Build,
+            version,
+            finished_at: quiver_online::now_ns(),
+            start,
+            end,
+            written: rows,
+            rejected: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let name = view.to_string();
+        let saved = self
+            .registry_store()
+            .update(move |current| current.record_run(&name, run))
+            .await;
         if let Err(e) = saved {
             tracing::warn!(view, error = %e, "the build is not recorded in the registry");
         }

@@ -207,26 +207,28 @@ impl FeatureStore {
             report.removed.push(v);
         }
         if !dry_run && !report.removed.is_empty() {
-            self.forget_watermarks(&report.removed)?;
+            self.forget_watermarks(&report.removed).await?;
         }
         Ok(report)
     }
 
-    /// Drops the incremental watermarks of pruned versions from the registry file.
-    fn forget_watermarks(&self, pruned: &[OnlineVersion]) -> Result<()> {
-        let path = self.registry_path();
-        let Some(mut current) = crate::registry::Registry::load(&path)? else {
+    /// Drops the incremental watermarks of pruned versions from the registry.
+    async fn forget_watermarks(&self, pruned: &[OnlineVersion]) -> Result<()> {
+        let keys: Vec<String> = pruned
+            .iter()
+            .map(|v| crate::materialize::watermark_key(&v.view, v.version))
+            .collect();
+        let registry = self.registry()?;
+        if !keys.iter().any(|k| registry.watermarks.contains_key(k)) {
             return Ok(());
-        };
-        let before = current.watermarks.len();
-        for v in pruned {
-            current
-                .watermarks
-                .remove(&crate::materialize::watermark_key(&v.view, v.version));
         }
-        if current.watermarks.len() != before {
-            current.save(&path)?;
-        }
+        self.registry_store()
+            .update(move |current| {
+                for k in &keys {
+                    current.watermarks.remove(k);
+                }
+            })
+            .await?;
         Ok(())
     }
 }

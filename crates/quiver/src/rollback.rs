@@ -41,18 +41,18 @@ impl RollbackPlan {
 impl FeatureStore {
     /// What rolling `view` back to version `to` would change, nothing written.
     pub async fn plan_rollback(&self, view: &str, to: u32) -> Result<RollbackPlan> {
-        let current = self.current_registry()?;
+        let current = self.current_registry().await?;
         let (_, changes) = current.rollback(view, to, &ApplyContext::current())?;
         self.rollback_plan(&current, view, to, changes).await
     }
 
     /// Rolls `view` back (or forward) to version `to`; see the module docs.
     pub async fn rollback(&mut self, view: &str, to: u32) -> Result<RollbackPlan> {
-        let current = self.current_registry()?;
+        let current = self.current_registry().await?;
         let (next, changes) = current.rollback(view, to, &ApplyContext::current())?;
         let mut plan = self.rollback_plan(&current, view, to, changes).await?;
         if !plan.changes.is_empty() {
-            next.save(&self.registry_path())?;
+            self.registry_store().commit(current.serial, &next).await?;
             plan.serial = next.serial;
             plan.applied = true;
             self.set_registry(Some(next))?;
@@ -60,10 +60,10 @@ impl FeatureStore {
         Ok(plan)
     }
 
-    /// The registry file as it is now (another process may have applied since this store
-    /// was opened).
-    fn current_registry(&self) -> Result<Registry> {
-        match Registry::load(&self.registry_path())? {
+    /// The registry as it is now (another process may have applied since this store was
+    /// opened).
+    async fn current_registry(&self) -> Result<Registry> {
+        match self.registry_store().load().await? {
             Some(r) => Ok(r),
             None => self.registry().cloned(),
         }

@@ -183,11 +183,12 @@ pub struct ViewStats {
     features: RwLock<HashMap<String, Arc<AtomicU64>>>,
 }
 
-const KINDS: [ErrorKind; 6] = [
+const KINDS: [ErrorKind; 7] = [
     ErrorKind::InvalidArgument,
     ErrorKind::NotFound,
     ErrorKind::FailedPrecondition,
     ErrorKind::Unavailable,
+    ErrorKind::Conflict,
     ErrorKind::Config,
     ErrorKind::Internal,
 ];

@@ -22,6 +22,7 @@ use crate::config::{OfflineStoreConfig, Project};
 use crate::error::{Error, Result};
 use crate::records::Records;
 use crate::registry::Registry;
+use crate::registry_store::RegistryStore;
 use crate::selection::FeatureSelection;
 use crate::serving::LayeredReader;
 
@@ -35,6 +36,8 @@ pub struct FeatureStore {
     reader: Arc<LayeredReader>,
     /// Record namespaces, predictions and their export queues.
     pub(crate) records: Arc<Records>,
+    /// Where the registry is kept (file or PostgreSQL).
+    registry_store: Arc<RegistryStore>,
 }
 
 /// The offline store, opened on first use and then shared.
@@ -90,17 +93,18 @@ impl FeatureStore {
     /// Opens an already-loaded project configuration.
     pub async fn from_project(project: Project) -> Result<FeatureStore> {
         let online = quiver_online::open(&project.config.online_store, &project.dir).await?;
-        Self::with_stores(project, online, None)
+        Self::with_stores(project, online, None).await
     }
 
     /// Opens a project with caller-provided stores (tests, embedding). `offline: None` opens the
     /// configured offline store on first use.
-    pub fn with_stores(
+    pub async fn with_stores(
         project: Project,
         online: Arc<dyn OnlineStore>,
         offline: Option<Arc<dyn OfflineStore>>,
     ) -> Result<FeatureStore> {
-        let registry = Registry::load(&project.resolve(&project.config.registry))?;
+        let registry_store = Arc::new(RegistryStore::open(&project).await?);
+        let registry = registry_store.load().await?;
         let offline = Arc::new(OfflineHandle::new(&project, offline));
         let reader = Arc::new(LayeredReader::new(
             online.clone(),
@@ -115,6 +119,7 @@ impl FeatureStore {
             offline,
             reader,
             records,
+            registry_store,
         };
         store.set_registry(registry)?;
         Ok(store)
@@ -122,8 +127,8 @@ impl FeatureStore {
 
     /// The same stores with the registry read again (after another process ran `quiver apply`):
     /// what a long-running server swaps in.
-    pub fn reloaded(&self) -> Result<FeatureStore> {
-        let registry = Registry::load(&self.registry_path())?;
+    pub async fn reloaded(&self) -> Result<FeatureStore> {
+        let registry = self.registry_store.load().await?;
         let mut store = FeatureStore {
             project: self.project.clone(),
             catalog: None,
@@ -131,6 +136,7 @@ impl FeatureStore {
             offline: self.offline.clone(),
             reader: self.reader.clone(),
             records: self.records.clone(),
+            registry_store: self.registry_store.clone(),
         };
         store.set_registry(registry)?;
         Ok(store)
@@ -144,10 +150,15 @@ impl FeatureStore {
         Ok(())
     }
 
-    /// Re-reads the registry file in place.
-    pub fn reload_registry(&mut self) -> Result<()> {
-        let registry = Registry::load(&self.registry_path())?;
+    /// Re-reads the registry in place.
+    pub async fn reload_registry(&mut self) -> Result<()> {
+        let registry = self.registry_store.load().await?;
         self.set_registry(registry)
+    }
+
+    /// Where the registry is kept.
+    pub fn registry_store(&self) -> &Arc<RegistryStore> {
+        &self.registry_store
     }
 
     pub fn project(&self) -> &Project {
@@ -160,10 +171,6 @@ impl FeatureStore {
 
     pub fn project_dir(&self) -> &Path {
         &self.project.dir
-    }
-
-    pub fn registry_path(&self) -> PathBuf {
-        self.project.resolve(&self.project.config.registry)
     }
 
     /// The resolved catalog, or an error telling the user to run `quiver apply`.

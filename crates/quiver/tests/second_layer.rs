@@ -121,7 +121,9 @@ async fn open(
     let offline: Arc<dyn OfflineStore> = Arc::new(SlowLookups(ParquetOfflineStore::new(
         dir.path().join(".quiver/offline"),
     )));
-    let mut store = FeatureStore::with_stores(project, online.clone(), Some(offline)).unwrap();
+    let mut store = FeatureStore::with_stores(project, online.clone(), Some(offline))
+        .await
+        .unwrap();
     store.apply().await.unwrap();
     store.build(&Default::default()).await.unwrap();
     (dir, store, online)
@@ -349,7 +351,9 @@ async fn two_processes_missing_one_key_look_it_up_once() {
         let offline: Arc<dyn OfflineStore> = Arc::new(SlowLookups(ParquetOfflineStore::new(
             dir.path().join(".quiver/offline"),
         )));
-        FeatureStore::with_stores(project, online, Some(offline)).unwrap()
+        FeatureStore::with_stores(project, online, Some(offline))
+            .await
+            .unwrap()
     };
     let mut first = open_one().await;
     first.apply().await.unwrap();

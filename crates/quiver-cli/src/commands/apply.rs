@@ -5,7 +5,12 @@ use std::path::Path;
 use quiver::online_admin::OnlineVersion;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Apply only if the registry is still at this serial (the one `quiver plan` showed);
+    /// otherwise fail with "registry changed since you planned" and write nothing.
+    #[arg(long)]
+    pub if_serial: Option<u64>,
+}
 
 #[derive(clap::Args)]
 pub struct PlanArgs {
@@ -59,13 +64,19 @@ pub async fn plan(project: &Path, args: PlanArgs) -> anyhow::Result<bool> {
         &plan.unreferenced_online,
         "After applying, `quiver prune-online` removes them (or keep a few: `--keep-versions N`).",
     );
-    say!("Run `quiver apply` to record these changes.");
+    say!(
+        "Run `quiver apply` to record these changes (`quiver apply --if-serial {}` refuses if someone applies first).",
+        plan.serial
+    );
     Ok(args.detailed_exitcode)
 }
 
-pub async fn run(project: &Path, _args: Args) -> anyhow::Result<()> {
+pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
     let mut store = quiver::FeatureStore::open(project).await?;
-    let report = store.apply().await?;
+    let report = match args.if_serial {
+        Some(serial) => store.apply_if_serial(serial).await?,
+        None => store.apply().await?,
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
