@@ -35,6 +35,9 @@ pub struct VersionHistory {
     /// registries written before have none for their older versions).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub definitions: BTreeMap<u32, VersionDefinition>,
+    /// Per version, the serial of the apply that created it (kept from 2026-12 on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub created: BTreeMap<u32, u64>,
 }
 
 /// A view version's definition as an apply recorded it.
@@ -271,7 +274,13 @@ impl Registry {
                     .unwrap_or(history.max_version + 1),
             };
             history.max_version = history.max_version.max(version);
-            history.fingerprints.insert(version, fingerprint.clone());
+            if history
+                .fingerprints
+                .insert(version, fingerprint.clone())
+                .is_none()
+            {
+                history.created.insert(version, serial);
+            }
             let registered = match self.feature_views.get(name) {
                 Some(old) if old.definition == *view && old.version == version => old.clone(),
                 Some(old) => {

@@ -94,17 +94,21 @@ pub fn registered_versions(registry: &Registry, view: &str) -> Result<VersionsRe
                         .filter(|r| r.version == version)
                         .map(|r| r.definition.clone())
                 }),
-            created_by: registry
-                .history
-                .iter()
-                .find(|r| introduced(r, view, version))
-                .map(|r| AppliedBy {
-                    serial: r.serial,
-                    at: r.at.clone(),
-                    definitions_hash: r.definitions_hash.clone(),
-                    user: r.user.clone(),
-                    host: r.host.clone(),
-                }),
+            created_by: match history.created.get(&version) {
+                Some(serial) => registry.history.iter().find(|r| r.serial == *serial),
+                // Registries written before creation serials were kept: read the change text.
+                None => registry
+                    .history
+                    .iter()
+                    .find(|r| introduced(r, view, version)),
+            }
+            .map(|r| AppliedBy {
+                serial: r.serial,
+                at: r.at.clone(),
+                definitions_hash: r.definitions_hash.clone(),
+                user: r.user.clone(),
+                host: r.host.clone(),
+            }),
             served: active == Some(version),
             online_keys: 0,
             online_bytes: 0,
@@ -196,6 +200,15 @@ feature_views:
         // The old version's schema is still known: one field, not two.
         assert_eq!(oldest.definition.as_ref().unwrap().fields.len(), 1);
         assert_eq!(newest.definition.as_ref().unwrap().fields.len(), 2);
+        assert_eq!(
+            r2.versions["v"].created,
+            std::collections::BTreeMap::from([(1, 1), (2, 2)])
+        );
+        // A registry written before creation serials were kept still says who made each
+        // version, from the history's change text.
+        let mut old = r2.clone();
+        old.versions.get_mut("v").unwrap().created.clear();
+        assert_eq!(registered_versions(&old, "v").unwrap(), report);
         assert!(matches!(
             registered_versions(&r2, "nope"),
             Err(Error::NotFound(m)) if m.contains("nope")
