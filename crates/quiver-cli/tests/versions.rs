@@ -338,6 +338,10 @@ fn pinned_versions_are_served_side_by_side_and_rollback_and_max_versions_keep_th
         &["rollback", "user_profile", "--to", "2"],
         &[],
     ));
+    // v2's built history, in the offline store.
+    ok(quiver(&dir, &["build", "--views", "user_profile"], &[]));
+    let offline_v2 = dir.join(".quiver/offline/shop__user_profile__v2");
+    assert!(offline_v2.exists(), "no offline table at {offline_v2:?}");
     let report: Value = serde_json::from_str(&ok(quiver(
         &dir,
         &["versions", "user_profile", "--json"],
@@ -388,6 +392,21 @@ fn pinned_versions_are_served_side_by_side_and_rollback_and_max_versions_keep_th
         })
         .collect();
     assert_eq!(keys, [(3, 0), (2, 10000), (1, 0)], "{report}");
+    // With --offline, pruning v2 (now unserved) also drops its offline table.
+    let pruned = ok(quiver(
+        &dir,
+        &["prune-online", "--keep-versions", "0", "--offline"],
+        &[],
+    ));
+    assert!(
+        pruned.contains("Deleted user_profile v2: 10000 records"),
+        "{pruned}"
+    );
+    assert!(
+        pruned.contains("Dropped offline table shop__user_profile__v2"),
+        "{pruned}"
+    );
+    assert!(!offline_v2.exists(), "the offline table is still there");
     // The pruned version's watermark went with its records: materializing v1 again would start
     // from the beginning.
     assert!(

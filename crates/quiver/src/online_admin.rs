@@ -40,6 +40,10 @@ pub struct PruneOnlineReport {
     /// Unserved versions kept by `keep_versions`.
     pub kept: Vec<OnlineVersion>,
     pub dry_run: bool,
+    /// With `offline`: the offline tables of the removed versions that were dropped (or, in a
+    /// dry run, would be), by qualified name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offline_dropped: Vec<String>,
 }
 
 impl FeatureStore {
@@ -146,12 +150,24 @@ impl FeatureStore {
         keep_versions: Option<usize>,
         dry_run: bool,
     ) -> Result<PruneOnlineReport> {
-        self.prune_versions(keep_versions, dry_run, |_| true).await
+        self.prune_versions(keep_versions, dry_run, false, |_| true)
+            .await
+    }
+
+    /// [`prune_online`](Self::prune_online), also dropping the offline tables (built history)
+    /// of the versions it removes.
+    pub async fn prune_online_and_offline(
+        &self,
+        keep_versions: Option<usize>,
+        dry_run: bool,
+    ) -> Result<PruneOnlineReport> {
+        self.prune_versions(keep_versions, dry_run, true, |_| true)
+            .await
     }
 
     /// After an apply: prunes the views with a `max_versions` bound down to it.
     pub(crate) async fn prune_beyond_max_versions(&self) -> Result<PruneOnlineReport> {
-        self.prune_versions(None, false, |view| self.max_versions(view).is_some())
+        self.prune_versions(None, false, false, |view| self.max_versions(view).is_some())
             .await
     }
 
@@ -159,6 +175,7 @@ impl FeatureStore {
         &self,
         keep_versions: Option<usize>,
         dry_run: bool,
+        offline: bool,
         include: impl Fn(&str) -> bool,
     ) -> Result<PruneOnlineReport> {
         let mut versions = self.online_versions().await?;
@@ -203,6 +220,21 @@ impl FeatureStore {
                 };
                 let removed = self.online_store().delete_table(&table).await?;
                 tracing::info!(view = %v.view, version = v.version, removed, "pruned online records");
+            }
+            if offline {
+                // Dropping needs only the table's name.
+                let table = quiver_offline::store::OfflineTable {
+                    project: self.project_name().to_string(),
+                    view: v.view.clone(),
+                    version: v.version,
+                    schema: std::sync::Arc::new(arrow_schema::Schema::empty()),
+                    join_keys: Vec::new(),
+                };
+                if !dry_run {
+                    self.offline_store().await?.drop_table(&table).await?;
+                    tracing::info!(table = %table.qualified_name(), "dropped offline table");
+                }
+                report.offline_dropped.push(table.qualified_name());
             }
             report.removed.push(v);
         }

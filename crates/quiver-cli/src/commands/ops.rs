@@ -46,6 +46,9 @@ pub struct PruneArgs {
     /// Only say what would be deleted.
     #[arg(long)]
     dry_run: bool,
+    /// Also drop the offline tables (built history) of the versions pruned.
+    #[arg(long)]
+    offline: bool,
     /// Go through this feature server (`POST /prune-online`) instead of opening the store.
     #[arg(long)]
     url: Option<String>,
@@ -254,12 +257,24 @@ pub async fn prune_online(project: &Path, args: PruneArgs) -> anyhow::Result<()>
     let report = match &args.url {
         Some(base) => {
             let url = format!("{}/prune-online", base.trim_end_matches('/'));
-            let body = json!({"keep_versions": args.keep_versions, "dry_run": args.dry_run});
+            let body = json!({
+                "keep_versions": args.keep_versions,
+                "dry_run": args.dry_run,
+                "offline": args.offline,
+            });
             call(reqwest::Method::POST, &url, Some(body)).await?
         }
         None => {
             let store = quiver::FeatureStore::open(project).await?;
-            serde_json::to_value(store.prune_online(args.keep_versions, args.dry_run).await?)?
+            let report = match args.offline {
+                true => {
+                    store
+                        .prune_online_and_offline(args.keep_versions, args.dry_run)
+                        .await?
+                }
+                false => store.prune_online(args.keep_versions, args.dry_run).await?,
+            };
+            serde_json::to_value(report)?
         }
     };
     let verb = if args.dry_run {
@@ -279,6 +294,14 @@ pub async fn prune_online(project: &Path, args: PruneArgs) -> anyhow::Result<()>
             v["keys"],
             super::human_bytes(v["bytes"].as_u64().unwrap_or(0))
         );
+    }
+    for t in report["offline_dropped"].as_array().into_iter().flatten() {
+        let verb = if args.dry_run {
+            "Would drop"
+        } else {
+            "Dropped"
+        };
+        say!("{verb} offline table {}", t.as_str().unwrap_or("?"));
     }
     for v in report["kept"].as_array().into_iter().flatten() {
         say!(

@@ -399,8 +399,9 @@ pub async fn invalidate(
     Ok(axum::Json(report).into_response())
 }
 
-/// `POST /prune-online`: `{"keep_versions": 0, "dry_run": false}` (both optional; without
-/// `keep_versions`, each view's `max_versions` decides).
+/// `POST /prune-online`: `{"keep_versions": 0, "dry_run": false, "offline": false}` (all
+/// optional; without `keep_versions`, each view's `max_versions` decides; `offline` also drops
+/// the pruned versions' offline tables).
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PruneBody {
@@ -408,6 +409,9 @@ struct PruneBody {
     keep_versions: Option<usize>,
     #[serde(default)]
     dry_run: bool,
+    /// Also drop the pruned versions' offline tables.
+    #[serde(default)]
+    offline: bool,
 }
 
 pub async fn prune_online(
@@ -421,7 +425,14 @@ pub async fn prune_online(
             .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))?
     };
     let store = state.store.load_full();
-    let report = store.prune_online(req.keep_versions, req.dry_run).await?;
+    let report = match req.offline {
+        true => {
+            store
+                .prune_online_and_offline(req.keep_versions, req.dry_run)
+                .await?
+        }
+        false => store.prune_online(req.keep_versions, req.dry_run).await?,
+    };
     Ok(axum::Json(report).into_response())
 }
 
