@@ -77,6 +77,13 @@ class FeatureStore:
         timestamp_column: Optional[str] = None,
     ) -> Any: ...
     def write_to_online_store(self, feature_view_name: str, df: Any) -> Dict[str, int]: ...
+    def push(
+        self,
+        push_source_name: str,
+        df: Any,
+        allow_registry_cache: bool = True,
+        to: Any = "online",
+    ) -> Dict[str, Any]: ...
     def put_record(
         self, namespace: str, record: Mapping[str, Any], id: Optional[str] = None
     ) -> Dict[str, Any]: ...
@@ -104,6 +111,13 @@ class Client:
         full_feature_names: bool = False,
     ) -> OnlineResponse: ...
     def write_to_online_store(self, feature_view_name: str, df: Any) -> Dict[str, Any]: ...
+    def push(
+        self,
+        push_source_name: str,
+        df: Any,
+        allow_registry_cache: bool = True,
+        to: Any = "online",
+    ) -> Dict[str, Any]: ...
     def put_record(
         self, namespace: str, record: Mapping[str, Any], id: Optional[str] = None
     ) -> Dict[str, Any]: ...

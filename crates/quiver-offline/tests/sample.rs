@@ -145,6 +145,7 @@ fn sample_users_read_back_one_latest_row_per_user() {
         query: None,
         url: None,
         description: None,
+        batch_source: None,
     };
     let keys = [JoinKey {
         name: "user_id".into(),

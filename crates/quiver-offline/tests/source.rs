@@ -35,6 +35,7 @@ fn source(format: SourceFormat, created: bool) -> Source {
         query: None,
         url: None,
         description: None,
+        batch_source: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn source(name: &str, format: SourceFormat) -> Source {
         query: None,
         url: None,
         description: None,
+        batch_source: None,
     }
 }
 

@@ -190,3 +190,24 @@ pub fn frame_columns(df: &Bound<'_, PyAny>) -> PyResult<serde_json::Map<String, 
     }
     Ok(out)
 }
+
+/// Feast's push `to`: a string (`"online"`, `"offline"`, `"online_and_offline"`) or a
+/// `PushMode`-like enum member (its `name`, e.g. `PushMode.ONLINE_AND_OFFLINE`).
+pub fn push_mode(to: &Bound<'_, PyAny>) -> PyResult<String> {
+    let text = if let Ok(s) = to.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else if to.hasattr("name")? {
+        to.getattr("name")?.str()?.to_cow()?.into_owned()
+    } else {
+        return Err(PyTypeError::new_err(
+            "`to` must be \"online\", \"offline\", \"online_and_offline\" or a PushMode",
+        ));
+    };
+    let mode = text.to_ascii_lowercase();
+    match mode.as_str() {
+        "online" | "offline" | "online_and_offline" => Ok(mode),
+        _ => Err(PyValueError::new_err(format!(
+            "`to`: `{text}` is not one of \"online\", \"offline\", \"online_and_offline\""
+        ))),
+    }
+}

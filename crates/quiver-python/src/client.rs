@@ -294,6 +294,30 @@ impl Client {
         json_to_py(py, &answer)
     }
 
+    /// Pushes rows of a push source (`POST /push`), as `FeatureStore.push`.
+    #[pyo3(signature = (push_source_name, df, allow_registry_cache = true, to = None))]
+    fn push<'py>(
+        &self,
+        py: Python<'py>,
+        push_source_name: String,
+        df: &Bound<'py, PyAny>,
+        allow_registry_cache: bool,
+        to: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let to = match to {
+            Some(to) => crate::args::push_mode(to)?,
+            None => "online".to_string(),
+        };
+        let body = json!({
+            "push_source_name": push_source_name,
+            "df": frame_columns(df)?,
+            "to": to,
+            "allow_registry_cache": allow_registry_cache,
+        });
+        let answer = self.call(py, reqwest::Method::POST, "/push", Some(body))?;
+        json_to_py(py, &answer)
+    }
+
     /// Accepts a record into a namespace (`PUT /records/{ns}/{id}` with an id, else
     /// `POST /records/{ns}`).
     #[pyo3(signature = (namespace, record, id = None))]

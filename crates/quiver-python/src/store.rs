@@ -269,6 +269,35 @@ impl FeatureStore {
         json_to_py(py, &summary)
     }
 
+    /// Pushes rows of a push source (Feast's `push`): `df` goes to the online store of every
+    /// view that reads it (`to="online"`, the default), to its batch source (`"offline"`), or
+    /// both (`"online_and_offline"`). Everything is checked before anything is written. Returns
+    /// `{"push_source", "views": [{"view", "written", "skipped_older"}], "offline_rows"}`.
+    #[pyo3(signature = (push_source_name, df, allow_registry_cache = true, to = None))]
+    fn push<'py>(
+        &self,
+        py: Python<'py>,
+        push_source_name: String,
+        df: &Bound<'py, PyAny>,
+        allow_registry_cache: bool,
+        to: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // The embedded store always reads its loaded registry (`refresh_registry()` reloads).
+        let _ = allow_registry_cache;
+        let mode = match to {
+            Some(to) => crate::args::push_mode(to)?,
+            None => "online".to_string(),
+        };
+        let to = quiver::push::PushTo::parse(&mode).map_err(|e| Failure::from(e).into_py(py))?;
+        let columns = frame_columns(df)?;
+        let report = self.with_store(py, async |s| {
+            let report =
+                quiver_server::feast_json::push(s, &push_source_name, &columns, to).await?;
+            serde_json::to_value(report).map_err(|e| Failure::internal(e.to_string()))
+        })?;
+        json_to_py(py, &report)
+    }
+
     /// Accepts a record into a namespace (cached with its TTL, queued for export); returns
     /// `{"id", "queued"}`.
     #[pyo3(signature = (namespace, record, id = None))]

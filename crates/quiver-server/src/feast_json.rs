@@ -157,3 +157,80 @@ pub fn decode_rows(
     }
     Ok(batch)
 }
+
+/// What a push did, per view it wrote online and to the batch source.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PushReport {
+    pub push_source: String,
+    /// Per view written online: rows written, rows skipped as older than what is stored.
+    pub views: Vec<PushedView>,
+    /// Rows appended to the batch source (0: not asked to).
+    pub offline_rows: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PushedView {
+    pub view: String,
+    pub written: usize,
+    pub skipped_older: usize,
+}
+
+/// Feast's push (`{push_source_name, df, to}`): the rows of `df` go to the online store of every
+/// view that reads the push source (each view takes the columns it knows: join keys, its
+/// features, the event time), to the batch source, or both. Everything is checked before
+/// anything is written: every view's rows (types, constraints), then the batch source append
+/// (which refuses the whole batch when a value does not fit its column), then the online writes.
+pub async fn push(
+    store: &FeatureStore,
+    push_source: &str,
+    columns: &serde_json::Map<String, serde_json::Value>,
+    to: quiver::push::PushTo,
+) -> Result<PushReport> {
+    let (resolved, views) = store.push_source(push_source)?;
+    let ts_field = resolved.source.timestamp_field.clone();
+    let mut online = Vec::new();
+    if to.online() {
+        for served in &views {
+            let view = &served.definition;
+            if view.is_derived() {
+                return Err(Error::InvalidRequest(format!(
+                    "feature view `{}` computes its features from push source `{push_source}` (aggregations, time series or SQL); pushing to it online is not supported yet: push `to: offline` and materialize",
+                    view.name
+                )));
+            }
+            let mut known: Vec<&str> = view.join_keys.iter().map(|k| k.name.as_str()).collect();
+            known.extend(view.fields.iter().map(|f| f.name.as_str()));
+            known.extend(["event_timestamp", "created", ts_field.as_str()]);
+            let own: serde_json::Map<String, serde_json::Value> = columns
+                .iter()
+                .filter(|(name, _)| known.contains(&name.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let rows = decode_rows(store, &view.name, &own).map_err(|e| match e {
+                Error::InvalidRequest(m) => Error::InvalidRequest(format!(
+                    "push source `{push_source}`: feature view `{}`: {m}",
+                    view.name
+                )),
+                other => other,
+            })?;
+            store.check_online_rows(&view.name, &rows)?;
+            online.push((view.name.clone(), rows));
+        }
+    }
+    let mut report = PushReport {
+        push_source: push_source.to_string(),
+        ..PushReport::default()
+    };
+    if to.offline() {
+        report.offline_rows = store.append_to_batch_source(push_source, columns).await?;
+    }
+    for (view, rows) in online {
+        let summary = store.write_to_online_store(&view, &rows).await?;
+        report.views.push(PushedView {
+            view,
+            written: summary.written,
+            skipped_older: summary.skipped_older,
+        });
+    }
+    Ok(report)
+}

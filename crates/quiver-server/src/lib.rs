@@ -3,6 +3,8 @@
 //! Routes (Feast-compatible where Feast has them; default port 6566, Feast's):
 //! - `POST /get-online-features`: features for entity rows ([`routes::feast`]).
 //! - `POST /write-to-online-store`: write rows to the online store.
+//! - `POST /push`: rows of a push source, to the online store of its views, its batch source,
+//!   or both (Feast's shape).
 //! - `POST /materialize`: materialize views from their sources (the way to materialize into
 //!   the embedded store while the server holds its file).
 //! - Records and predictions ([`routes::records`]): `PUT|GET|DELETE /records/{ns}/{id}`,
@@ -132,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/write-to-online-store",
             post(routes::feast::write_to_online_store),
         )
+        .route("/push", post(routes::feast::push))
         .route("/materialize", post(routes::ops::materialize))
         .route("/invalidate", post(routes::ops::invalidate))
         .route("/prune-online", post(routes::ops::prune_online))
@@ -227,7 +230,7 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
         axum::http::StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route `{}`; routes: POST /get-online-features, POST /write-to-online-store, \
+            "no route `{}`; routes: POST /get-online-features, POST /write-to-online-store, POST /push, \
              POST /materialize, PUT|GET|DELETE /records/{{ns}}/{{id}}, POST /records/{{ns}}, \
              POST /predictions, GET /predictions/{{model}}, POST /export, GET /export/queue, \
              POST /invalidate, POST /prune-online, GET /stats, GET /livez, GET /readyz, \

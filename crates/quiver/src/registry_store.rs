@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::config::{Project, RegistryConfig};
 use crate::error::{Error, Result};
+use crate::file_lock::FileLock;
 use crate::registry::Registry;
 
 /// How long opening a PostgreSQL connection may take.
@@ -118,7 +119,7 @@ impl RegistryStore {
             RegistryStore::File(path) => {
                 let (path, next) = (path.clone(), next.clone());
                 blocking(move || {
-                    let _lock = FileLock::acquire(&path)?;
+                    let _lock = lock_of(&path)?;
                     let found = Registry::load(&path)?.map_or(0, |r| r.serial);
                     if found != expected {
                         return Err(conflict(expected, found));
@@ -141,7 +142,7 @@ impl RegistryStore {
             RegistryStore::File(path) => {
                 let path = path.clone();
                 blocking(move || {
-                    let _lock = FileLock::acquire(&path)?;
+                    let _lock = lock_of(&path)?;
                     let Some(mut registry) = Registry::load(&path)? else {
                         return Ok(None);
                     };
@@ -164,31 +165,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("registry task failed: {e}")))?
 }
 
-/// An exclusive OS lock on `registry.json.lock`, released when dropped (or when the process
-/// dies, so a crash never leaves the registry locked).
-struct FileLock(std::fs::File);
-
-impl FileLock {
-    fn acquire(registry: &Path) -> Result<FileLock> {
-        if let Some(parent) = registry.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        let path = registry.with_extension("json.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        file.lock().map_err(|e| Error::io(&path, e))?;
-        Ok(FileLock(file))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
+fn lock_of(registry: &Path) -> Result<FileLock> {
+    FileLock::acquire(&registry.with_extension("json.lock"))
 }
 
 const CREATE_TABLES: &str = "

@@ -65,6 +65,18 @@ pub struct Source {
     pub created_timestamp_field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A push source (`type: push`): rows arrive through `POST /push`, and are read (materialize,
+    /// training sets) from this batch source, whose location and columns the push source
+    /// carries as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_source: Option<String>,
+}
+
+impl Source {
+    /// Whether rows can be pushed to it.
+    pub fn is_push(&self) -> bool {
+        self.batch_source.is_some()
+    }
 }
 
 /// A typed feature with its constraints.

@@ -48,6 +48,11 @@ pub struct SourceDef {
     /// PostgreSQL connection URL, or `env:VAR`; default: the offline store's.
     #[serde(default)]
     pub url: Option<String>,
+    /// `type: push`: the source the pushed rows are appended to and read from.
+    #[serde(default)]
+    pub batch_source: Option<String>,
+    /// Required, except for push sources (which use their batch source's).
+    #[serde(default)]
     pub timestamp_field: String,
     #[serde(default)]
     pub created_timestamp_field: Option<String>,

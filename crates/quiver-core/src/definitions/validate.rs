@@ -67,6 +67,8 @@ impl Definitions {
         let mut ctx = Ctx { errors: Vec::new() };
         let mut defs = Definitions::default();
         let mut origin: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
+        // Push sources: (file, name, batch source, description), resolved after every source.
+        let mut pushes: Vec<(String, String, String, Option<String>)> = Vec::new();
 
         for (file, f) in files {
             for e in &f.entities {
@@ -133,6 +135,49 @@ impl Definitions {
                         "parquet".into()
                     }
                 });
+                if kind == "push" {
+                    if s.batch_source
+                        .as_deref()
+                        .is_none_or(|b| b.trim().is_empty())
+                    {
+                        ctx.err(
+                            file,
+                            format!("{what}: field `batch_source` is required for `type: push` (the source pushed rows are appended to)"),
+                        );
+                    }
+                    if !s.path.is_empty()
+                        || s.table.is_some()
+                        || s.query.is_some()
+                        || s.url.is_some()
+                    {
+                        ctx.err(
+                            file,
+                            format!("{what}: a push source has no `path`, `table`, `query` or `url`; its `batch_source` has them"),
+                        );
+                    }
+                    if !s.timestamp_field.is_empty() || s.created_timestamp_field.is_some() {
+                        ctx.err(
+                            file,
+                            format!(
+                                "{what}: a push source uses its batch source's `timestamp_field`"
+                            ),
+                        );
+                    }
+                    // Resolved against its batch source once every source is known.
+                    pushes.push((
+                        file.clone(),
+                        s.name.clone(),
+                        s.batch_source.clone().unwrap_or_default(),
+                        s.description.clone(),
+                    ));
+                    continue;
+                }
+                if s.batch_source.is_some() {
+                    ctx.err(
+                        file,
+                        format!("{what}: field `batch_source` applies only to `type: push`"),
+                    );
+                }
                 let format = match kind.as_str() {
                     "parquet" => SourceFormat::Parquet,
                     "csv" => SourceFormat::Csv,
@@ -140,7 +185,7 @@ impl Definitions {
                     other => {
                         ctx.err(
                             file,
-                            format!("{what}: field `type`: `{other}` is not supported; use `parquet`, `csv` or `postgres`"),
+                            format!("{what}: field `type`: `{other}` is not supported; use `parquet`, `csv`, `postgres` or `push`"),
                         );
                         SourceFormat::Parquet
                     }
@@ -184,8 +229,37 @@ impl Definitions {
                         timestamp_field: s.timestamp_field.clone(),
                         created_timestamp_field: s.created_timestamp_field.clone(),
                         description: s.description.clone(),
+                        batch_source: None,
                     },
                 );
+            }
+        }
+        // Push sources read like their batch source: they carry its location and columns.
+        for (file, name, batch, description) in pushes {
+            match defs.sources.get(&batch) {
+                Some(b) if !b.is_push() => {
+                    let source = Source {
+                        name: name.clone(),
+                        description,
+                        batch_source: Some(batch.clone()),
+                        ..b.clone()
+                    };
+                    defs.sources.insert(name, source);
+                }
+                Some(_) => ctx.err(
+                    &file,
+                    format!(
+                        "source `{name}`: field `batch_source`: `{batch}` is a push source itself"
+                    ),
+                ),
+                None if batch.trim().is_empty() => {}
+                None => ctx.err(
+                    &file,
+                    format!(
+                        "source `{name}`: field `batch_source`: unknown source `{batch}`{}",
+                        known(defs.sources.keys())
+                    ),
+                ),
             }
         }
 

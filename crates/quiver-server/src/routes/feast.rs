@@ -34,6 +34,20 @@ struct GetOnlineFeatures {
     as_of: Option<String>,
 }
 
+/// Feast's `PushFeaturesRequest`.
+#[derive(Deserialize)]
+struct Push {
+    push_source_name: String,
+    df: UniqueMap,
+    /// `online` (default), `offline` or `online_and_offline`.
+    #[serde(default)]
+    to: Option<String>,
+    /// Feast's flag; the server always reads the registry it has loaded (reloaded on change).
+    #[serde(default)]
+    #[allow(dead_code)]
+    allow_registry_cache: Option<bool>,
+}
+
 /// Feast's `WriteToFeatureStoreRequest`.
 #[derive(Deserialize)]
 struct WriteToOnlineStore {
@@ -354,6 +368,22 @@ fn record_hits(request: &OnlineRequest, response: &OnlineResponse) {
     metrics::counter!("quiver_online_values_total", "result" => "hit").increment(hit);
     metrics::counter!("quiver_online_values_total", "result" => "miss").increment(miss);
     metrics::counter!("quiver_online_values_total", "result" => "outside_max_age").increment(stale);
+}
+
+/// `POST /push`: see [`crate::feast_json::push`].
+pub async fn push(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: Push = body_json(body, state.max_body_bytes)?;
+    let to = quiver::push::PushTo::parse(req.to.as_deref().unwrap_or("online"))?;
+    let store = state.store.load_full();
+    let report = crate::feast_json::push(&store, &req.push_source_name, &req.df.0, to).await?;
+    for v in &report.views {
+        metrics::counter!("quiver_online_rows_written_total", "view" => v.view.clone())
+            .increment(v.written as u64);
+    }
+    Ok(axum::Json(report).into_response())
 }
 
 /// `POST /write-to-online-store`.

@@ -17,6 +17,21 @@ impl FeatureStore {
         view_name: &str,
         rows: &[(EntityKey, Record)],
     ) -> Result<WriteSummary> {
+        self.check_online_rows(view_name, rows)?;
+        if rows.is_empty() {
+            return Ok(WriteSummary::default());
+        }
+        let served = self.view(view_name)?;
+        let started = std::time::Instant::now();
+        let summary = self.online_store().write(&served.table, rows).await;
+        self.record_write(view_name, started.elapsed(), summary.as_ref().ok());
+        Ok(summary?)
+    }
+
+    /// What [`write_to_online_store`](Self::write_to_online_store) checks before writing: key
+    /// and value types, constraints. For callers that check several views' rows before writing
+    /// any (`/push`).
+    pub fn check_online_rows(&self, view_name: &str, rows: &[(EntityKey, Record)]) -> Result<()> {
         let served = self.view(view_name)?;
         let view = &served.definition;
         for (i, (key, record)) in rows.iter().enumerate() {
@@ -59,13 +74,7 @@ impl FeatureStore {
             view.check_row(key, record)
                 .map_err(|r| Error::InvalidRequest(r.to_string()))?;
         }
-        if rows.is_empty() {
-            return Ok(WriteSummary::default());
-        }
-        let started = std::time::Instant::now();
-        let summary = self.online_store().write(&served.table, rows).await;
-        self.record_write(view_name, started.elapsed(), summary.as_ref().ok());
-        Ok(summary?)
+        Ok(())
     }
 }
 

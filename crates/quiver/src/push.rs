@@ -1,0 +1,307 @@
+//! Push sources (`type: push`, Feast's `PushSource`): rows that arrive at request time through
+//! `POST /push` (or `FeatureStore.push` in Python) go to the online store of every view that
+//! reads the push source, to its batch source (the offline side, which materialization and
+//! training sets read), or both. This module holds what is not JSON: finding the views, and
+//! appending rows to the batch source under a lock.
+//!
+//! Appending to a file batch source rewrites it (Parquet: read, concatenate, write a temporary
+//! file and rename it into place; CSV: append lines), holding an OS lock on `<file>.lock` so
+//! concurrent pushes queue instead of losing each other's rows. Every push is either in the file
+//! or refused. Rewriting costs the file's size per push: batch pushes, not single rows, are what
+//! it is made for.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Schema, TimeUnit};
+use quiver_core::SourceFormat;
+use serde_json::{Map, Value as Json};
+
+use crate::catalog::{ResolvedSource, ServedView};
+use crate::error::{Error, Result};
+use crate::file_lock::FileLock;
+use crate::store::FeatureStore;
+
+/// Where pushed rows go (Feast's `to`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushTo {
+    Online,
+    Offline,
+    OnlineAndOffline,
+}
+
+impl PushTo {
+    /// `online`, `offline` or `online_and_offline` (Feast's spelling).
+    pub fn parse(text: &str) -> Result<PushTo> {
+        match text {
+            "online" => Ok(PushTo::Online),
+            "offline" => Ok(PushTo::Offline),
+            "online_and_offline" => Ok(PushTo::OnlineAndOffline),
+            other => Err(Error::InvalidRequest(format!(
+                "`to`: `{other}` is not one of `online`, `offline`, `online_and_offline`"
+            ))),
+        }
+    }
+
+    pub fn online(self) -> bool {
+        self != PushTo::Offline
+    }
+
+    pub fn offline(self) -> bool {
+        self != PushTo::Online
+    }
+}
+
+impl FeatureStore {
+    /// The push source `name` (resolved to its batch source's location) and the views that
+    /// read it.
+    pub fn push_source(&self, name: &str) -> Result<(&ResolvedSource, Vec<&ServedView>)> {
+        let catalog = self.catalog()?;
+        let registry = catalog.registry();
+        let source = registry.sources.get(name).ok_or_else(|| {
+            let pushes: Vec<String> = registry
+                .sources
+                .values()
+                .filter(|s| s.is_push())
+                .map(|s| format!("`{}`", s.name))
+                .collect();
+            Error::NotFound(format!(
+                "unknown push source `{name}` (push sources: {})",
+                if pushes.is_empty() {
+                    "none; declare one with `type: push` and a `batch_source`".to_string()
+                } else {
+                    pushes.join(", ")
+                }
+            ))
+        })?;
+        if !source.is_push() {
+            return Err(Error::InvalidRequest(format!(
+                "source `{name}` is not a push source (declare one with `type: push` and `batch_source: {name}`)"
+            )));
+        }
+        let views: Vec<&ServedView> = catalog
+            .views()
+            .filter(|v| v.definition.source == name)
+            .collect();
+        if views.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "no feature view reads push source `{name}`"
+            )));
+        }
+        Ok((catalog.source_of(&views[0].definition)?, views))
+    }
+
+    /// Appends rows (columns by name, one value per row) to the batch source of push source
+    /// `name`; returns the rows appended. The columns must be the file's (missing nullable ones
+    /// are null); nothing is appended when any value does not fit its column.
+    pub async fn append_to_batch_source(
+        &self,
+        name: &str,
+        columns: &Map<String, Json>,
+    ) -> Result<u64> {
+        let (resolved, _) = self.push_source(name)?;
+        let source = resolved.source.clone();
+        let path = resolved.path.clone();
+        let rows = row_major(columns)?;
+        let count = rows.len() as u64;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch = source.batch_source.clone().unwrap_or_default();
+        match source.format {
+            SourceFormat::Postgres => Err(Error::InvalidRequest(format!(
+                "push source `{name}`: pushing `to: offline` into a PostgreSQL batch source (`{batch}`) is not supported yet; push `to: online`, and insert the rows into the table with SQL"
+            ))),
+            format => {
+                tokio::task::spawn_blocking(move || {
+                    let mut lock = path.as_os_str().to_owned();
+                    lock.push(".lock");
+                    let _lock = FileLock::acquire(Path::new(&lock))?;
+                    match format {
+                        SourceFormat::Csv => append_csv(&path, &rows),
+                        _ => append_parquet(&path, &rows),
+                    }
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("push task failed: {e}")))??;
+                tracing::info!(push_source = name, batch_source = %batch, rows = count, "appended pushed rows");
+                Ok(count)
+            }
+        }
+    }
+}
+
+/// Columns (name → list) to rows (name → value), all lists of one length.
+fn row_major(columns: &Map<String, Json>) -> Result<Vec<Map<String, Json>>> {
+    let mut n: Option<(usize, &str)> = None;
+    let mut lists = Vec::new();
+    for (name, col) in columns {
+        let list = col.as_array().ok_or_else(|| {
+            Error::InvalidRequest(format!("column `{name}` must be a list of values"))
+        })?;
+        match n {
+            Some((len, first)) if len != list.len() => {
+                return Err(Error::InvalidRequest(format!(
+                    "column `{name}` has {} values but `{first}` has {len}",
+                    list.len()
+                )));
+            }
+            None => n = Some((list.len(), name)),
+            _ => {}
+        }
+        lists.push((name, list));
+    }
+    let rows = n.map_or(0, |(len, _)| len);
+    Ok((0..rows)
+        .map(|i| {
+            lists
+                .iter()
+                .map(|(name, list)| ((*name).clone(), list[i].clone()))
+                .collect()
+        })
+        .collect())
+}
+
+fn unwritable(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::InvalidRequest(format!("batch source file `{}`: {message}", path.display()))
+}
+
+/// Reads the Parquet file, adds the rows (decoded with its schema) and writes it back
+/// atomically.
+fn append_parquet(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
+    if !path.exists() {
+        return Err(unwritable(
+            path,
+            "does not exist; pushed rows follow its columns, so create it first (with at least its header or one row)",
+        ));
+    }
+    let existing = quiver_offline::io::read_file(path)?;
+    let schema = existing.schema();
+    // Named time zones need arrow's `chrono-tz` feature to parse; every time column is decoded
+    // with a fixed UTC offset instead and labelled with its own zone after (the instants are
+    // the same: arrow stores UTC).
+    let decode_schema = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Timestamp(unit, Some(_)) => f
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(*unit, Some("+00:00".into()))),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let mut decoder = arrow_json::ReaderBuilder::new(decode_schema)
+        .with_strict_mode(true)
+        .build_decoder()
+        .map_err(|e| Error::Internal(format!("json decoder: {e}")))?;
+    decoder
+        .serialize(rows)
+        .map_err(|e| unwritable(path, format!("a pushed row does not fit its columns: {e}")))?;
+    let pushed: RecordBatch = decoder
+        .flush()
+        .map_err(|e| unwritable(path, format!("a pushed row does not fit its columns: {e}")))?
+        .ok_or_else(|| Error::Internal("no rows decoded".into()))?;
+    let columns: Vec<ArrayRef> = pushed
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(col, field)| relabel_zone(col, field.data_type()))
+        .collect();
+    let pushed = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Internal(format!("pushed rows: {e}")))?;
+    let combined = arrow_select::concat::concat_batches(&schema, [&existing, &pushed])
+        .map_err(|e| Error::Internal(format!("concatenating pushed rows: {e}")))?;
+    Ok(quiver_offline::io::write_parquet(path, &combined)?)
+}
+
+/// `col` with the time zone label of `target` (a no-op for other types).
+fn relabel_zone(col: &ArrayRef, target: &DataType) -> ArrayRef {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    let DataType::Timestamp(unit, Some(tz)) = target else {
+        return col.clone();
+    };
+    let tz = tz.clone();
+    match unit {
+        TimeUnit::Second => Arc::new(
+            col.as_primitive::<TimestampSecondType>()
+                .clone()
+                .with_timezone(tz),
+        ),
+        TimeUnit::Millisecond => Arc::new(
+            col.as_primitive::<TimestampMillisecondType>()
+                .clone()
+                .with_timezone(tz),
+        ),
+        TimeUnit::Microsecond => Arc::new(
+            col.as_primitive::<TimestampMicrosecondType>()
+                .clone()
+                .with_timezone(tz),
+        ),
+        TimeUnit::Nanosecond => Arc::new(
+            col.as_primitive::<TimestampNanosecondType>()
+                .clone()
+                .with_timezone(tz),
+        ),
+    }
+}
+
+/// Appends the rows as CSV lines in the file's header order.
+fn append_csv(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .ok_or_else(|| unwritable(path, "has no header line"))?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    if let Some(extra) = rows
+        .first()
+        .and_then(|r| r.keys().find(|k| !header.contains(&k.as_str())))
+    {
+        return Err(unwritable(
+            path,
+            format!("has no column `{extra}` (columns: {})", header.join(", ")),
+        ));
+    }
+    let mut out = String::new();
+    if !text.is_empty() && !text.ends_with('\n') {
+        out.push('\n');
+    }
+    for row in rows {
+        let cells: Vec<String> = header
+            .iter()
+            .map(|h| csv_cell(row.get(*h).unwrap_or(&Json::Null)))
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(out.as_bytes())
+        .and_then(|_| file.sync_data())
+        .map_err(|e| Error::io(path, e))
+}
+
+fn csv_cell(value: &Json) -> String {
+    match value {
+        Json::Null => String::new(),
+        Json::String(s) if s.contains([',', '"', '\n', '\r']) => {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        }
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
