@@ -192,8 +192,12 @@ pub fn frame_columns(df: &Bound<'_, PyAny>) -> PyResult<serde_json::Map<String, 
 }
 
 /// Feast's push `to`: a string (`"online"`, `"offline"`, `"online_and_offline"`) or a
-/// `PushMode`-like enum member (its `name`, e.g. `PushMode.ONLINE_AND_OFFLINE`).
-pub fn push_mode(to: &Bound<'_, PyAny>) -> PyResult<String> {
+/// `PushMode`-like enum member (its `name`, e.g. `PushMode.ONLINE_AND_OFFLINE`); absent:
+/// `online`.
+pub fn push_mode(to: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    let Some(to) = to else {
+        return Ok("online".to_string());
+    };
     let text = if let Ok(s) = to.cast::<PyString>() {
         s.to_cow()?.into_owned()
     } else if to.hasattr("name")? {

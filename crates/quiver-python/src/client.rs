@@ -304,10 +304,7 @@ impl Client {
         allow_registry_cache: bool,
         to: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let to = match to {
-            Some(to) => crate::args::push_mode(to)?,
-            None => "online".to_string(),
-        };
+        let to = crate::args::push_mode(to)?;
         let body = json!({
             "push_source_name": push_source_name,
             "df": frame_columns(df)?,

@@ -284,10 +284,7 @@ impl FeatureStore {
     ) -> PyResult<Bound<'py, PyAny>> {
         // The embedded store always reads its loaded registry (`refresh_registry()` reloads).
         let _ = allow_registry_cache;
-        let mode = match to {
-            Some(to) => crate::args::push_mode(to)?,
-            None => "online".to_string(),
-        };
+        let mode = crate::args::push_mode(to)?;
         let to = quiver::push::PushTo::parse(&mode).map_err(|e| Failure::from(e).into_py(py))?;
         let columns = frame_columns(df)?;
         let report = self.with_store(py, async |s| {

@@ -245,16 +245,25 @@ impl PostgresRegistry {
         Ok(client)
     }
 
-    async fn create_tables(&self) -> Result<()> {
-        let mut client = self.connect().await?;
+    /// A transaction holding this project's advisory lock (released at commit or rollback).
+    async fn locked<'c>(
+        &self,
+        client: &'c mut tokio_postgres::Client,
+    ) -> Result<tokio_postgres::Transaction<'c>> {
         let tx = client
             .transaction()
             .await
             .map_err(|e| self.unavailable("cannot begin", e))?;
-        // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide: serialize them.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key()])
             .await
             .map_err(|e| self.unavailable("cannot lock", e))?;
+        Ok(tx)
+    }
+
+    async fn create_tables(&self) -> Result<()> {
+        let mut client = self.connect().await?;
+        // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide: serialize them.
+        let tx = self.locked(&mut client).await?;
         tx.batch_execute(CREATE_TABLES)
             .await
             .map_err(|e| self.unavailable("cannot create its tables", e))?;
@@ -316,13 +325,7 @@ impl PostgresRegistry {
 
     async fn commit(&self, expected: u64, next: &Registry) -> Result<()> {
         let mut client = self.connect().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| self.unavailable("cannot begin", e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key()])
-            .await
-            .map_err(|e| self.unavailable("cannot lock", e))?;
+        let tx = self.locked(&mut client).await?;
         let found = tx
             .query_opt(
                 "SELECT serial FROM quiver_registry WHERE project = $1",
@@ -366,13 +369,7 @@ impl PostgresRegistry {
         change: impl FnOnce(&mut Registry) + Send + 'static,
     ) -> Result<Option<Registry>> {
         let mut client = self.connect().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| self.unavailable("cannot begin", e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key()])
-            .await
-            .map_err(|e| self.unavailable("cannot lock", e))?;
+        let tx = self.locked(&mut client).await?;
         let row = tx
             .query_opt(
                 "SELECT document::text FROM quiver_registry WHERE project = $1",
