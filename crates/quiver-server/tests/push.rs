@@ -218,6 +218,16 @@ async fn push_online_offline_and_both_with_everything_checked_first() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["offline_rows"], 1);
     assert_eq!(parquet_rows(dir.path()), 4);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("quiver_push_offline_rows_total{source=\"events_push\"} 3"),
+        "{metrics}"
+    );
     assert_eq!(read(&base, "activity:clicks", &[6]).await[0].1, json!(60));
 
     // A value that does not fit the batch file's column: refused, the file unchanged.

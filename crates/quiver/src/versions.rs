@@ -30,6 +30,10 @@ pub struct ViewVersion {
     pub created_by: Option<AppliedBy>,
     /// The registry's active version.
     pub served: bool,
+    /// Feature services that pin this version (`view@vN:feature`): it is served to them, and
+    /// `prune-online` keeps it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pinned_by: Vec<String>,
     /// Online records of this version and their estimated bytes (0 and 0: none).
     pub online_keys: u64,
     pub online_bytes: u64,
@@ -110,6 +114,16 @@ pub fn registered_versions(registry: &Registry, view: &str) -> Result<VersionsRe
                 host: r.host.clone(),
             }),
             served: active == Some(version),
+            pinned_by: registry
+                .feature_services
+                .values()
+                .filter(|s| {
+                    s.features
+                        .iter()
+                        .any(|r| r.view == view && r.version == Some(version))
+                })
+                .map(|s| s.name.clone())
+                .collect(),
             online_keys: 0,
             online_bytes: 0,
         })
@@ -213,5 +227,32 @@ feature_views:
             registered_versions(&r2, "nope"),
             Err(Error::NotFound(m)) if m.contains("nope")
         ));
+    }
+
+    #[test]
+    fn a_version_pinned_by_a_service_says_so() {
+        let v1 = defs("{name: a, type: int64}");
+        let mut v2 = defs("{name: a, type: string}");
+        let (r1, _) = Registry::empty("p").apply_with(&v1, &context("t1", "ann"));
+        v2.feature_services.insert(
+            "legacy".into(),
+            quiver_core::FeatureService {
+                name: "legacy".into(),
+                features: vec![quiver_core::FeatureRef::parse("v@v1:a").unwrap()],
+                description: None,
+                logging: None,
+            },
+        );
+        let (r2, _) = r1.apply_with(&v2, &context("t2", "bob"));
+        let report = registered_versions(&r2, "v").unwrap();
+        let pins: Vec<(u32, bool, Vec<String>)> = report
+            .versions
+            .iter()
+            .map(|v| (v.version, v.served, v.pinned_by.clone()))
+            .collect();
+        assert_eq!(
+            pins,
+            [(2, true, vec![]), (1, false, vec!["legacy".to_string()])]
+        );
     }
 }

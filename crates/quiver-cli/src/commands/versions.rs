@@ -24,7 +24,11 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         None => say!("{}: removed (no version served)", report.view),
     }
     for v in &report.versions {
-        let state = if v.served { "served" } else { "-" };
+        let state = match (v.served, v.pinned_by.is_empty()) {
+            (true, _) => "served".to_string(),
+            (false, false) => format!("pinned by {}", v.pinned_by.join(", ")),
+            (false, true) => "-".to_string(),
+        };
         let applied = match &v.created_by {
             Some(by) => {
                 let who = match (&by.user, &by.host) {

@@ -383,6 +383,11 @@ pub async fn push(
         metrics::counter!("quiver_online_rows_written_total", "view" => v.view.clone())
             .increment(v.written as u64);
     }
+    // The source name is a registered push source (an unknown one failed above): bounded.
+    if report.offline_rows > 0 {
+        metrics::counter!("quiver_push_offline_rows_total", "source" => report.push_source.clone())
+            .increment(report.offline_rows);
+    }
     Ok(axum::Json(report).into_response())
 }
 
