@@ -355,3 +355,130 @@ fn a_push_source_needs_a_batch_source_that_exists() {
     );
     assert_eq!(p.batch_source.as_deref(), Some("b"));
 }
+
+/// A PostgreSQL table as the batch source: pushed rows are inserted in one statement, typed by
+/// the table; a value that does not fit refuses the whole batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_offline_into_a_postgres_table() {
+    let pg = quiver_test_utils::PostgresServer::start();
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE events (user_id bigint, clicks bigint, ts timestamptz);
+             INSERT INTO events VALUES (9, 1, '2026-01-01T00:00:00Z');",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    std::fs::write(
+        dir.path().join("quiver.yaml"),
+        "project: pushy\nonline_store: {type: memory}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("features/defs.yaml"),
+        format!(
+            r#"
+entities: [{{name: user, join_keys: [user_id]}}]
+sources:
+  - {{name: events, type: postgres, table: public.events, url: "{url}", timestamp_field: ts}}
+  - {{name: events_push, type: push, batch_source: events}}
+  - {{name: recent, type: postgres, query: "SELECT * FROM events", url: "{url}", timestamp_field: ts}}
+  - {{name: recent_push, type: push, batch_source: recent}}
+feature_views:
+  - {{name: activity, entities: [user], source: events_push, ttl: 3650d, fields: [{{name: clicks, type: int64}}]}}
+  - {{name: recent_activity, entities: [user], source: recent_push, ttl: 3650d, fields: [{{name: clicks, type: int64}}]}}
+"#,
+            url = pg.url()
+        ),
+    )
+    .unwrap();
+    let mut store = FeatureStore::open(dir.path()).await.unwrap();
+    store.apply().await.unwrap();
+    let server = common::spawn(store, ServeOptions::default()).await;
+    let base = format!("http://{}", server.addr);
+    let count = async || -> i64 {
+        client
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(count().await, 1);
+
+    let (status, report) = post(
+        &base,
+        "/push",
+        json!({"push_source_name": "events_push", "to": "online_and_offline",
+               "df": {"user_id": [1, 2], "clicks": [10, 20], "ts": ["2026-02-01T00:00:00Z", "2026-02-01T00:00:00Z"]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["offline_rows"], 2);
+    assert_eq!(count().await, 3);
+    assert_eq!(read(&base, "activity:clicks", &[2]).await[0].1, json!(20));
+
+    // Not a number: PostgreSQL refuses the batch, nothing is inserted, nothing written online.
+    let (status, body) = post(
+        &base,
+        "/push",
+        json!({"push_source_name": "events_push", "to": "offline",
+               "df": {"user_id": [3, 4], "clicks": [30, "many"], "ts": ["2026-02-02T00:00:00Z", "2026-02-02T00:00:00Z"]}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit"),
+        "{body}"
+    );
+    assert_eq!(count().await, 3);
+    // An unknown column is named.
+    let (status, body) = post(
+        &base,
+        "/push",
+        json!({"push_source_name": "events_push", "to": "offline",
+               "df": {"user_id": [3], "clicks": [30], "bogus": [1], "ts": ["2026-02-02T00:00:00Z"]}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no column `bogus`"),
+        "{body}"
+    );
+    // The pushed rows are what materialization reads.
+    let (status, body) = post(&base, "/materialize", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        read(&base, "activity:clicks", &[1, 9]).await,
+        [
+            ("PRESENT".to_string(), json!(10)),
+            ("PRESENT".to_string(), json!(1))
+        ]
+    );
+    // A query cannot take rows.
+    let (status, body) = post(
+        &base,
+        "/push",
+        json!({"push_source_name": "recent_push", "to": "offline",
+               "df": {"user_id": [3], "clicks": [30], "ts": ["2026-02-02T00:00:00Z"]}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rows can only be appended to a `table`"),
+        "{body}"
+    );
+}

@@ -4,7 +4,8 @@
 //! training sets read), or both. This module holds what is not JSON: finding the views, and
 //! appending rows to the batch source under a lock.
 //!
-//! Appending to a file batch source rewrites it (Parquet: read, concatenate, write a temporary
+//! A PostgreSQL batch source (a `table`) takes the rows in one `INSERT … SELECT FROM
+//! json_populate_recordset(…)`, typed by the table's columns. Appending to a file batch source rewrites it (Parquet: read, concatenate, write a temporary
 //! file and rename it into place; CSV: append lines), holding an OS lock on `<file>.lock` so
 //! concurrent pushes queue instead of losing each other's rows. Every push is either in the file
 //! or refused. Rewriting costs the file's size per push: batch pushes, not single rows, are what
@@ -112,9 +113,19 @@ impl FeatureStore {
         }
         let batch = source.batch_source.clone().unwrap_or_default();
         match source.format {
-            SourceFormat::Postgres => Err(Error::InvalidRequest(format!(
-                "push source `{name}`: pushing `to: offline` into a PostgreSQL batch source (`{batch}`) is not supported yet; push `to: online`, and insert the rows into the table with SQL"
-            ))),
+            SourceFormat::Postgres => {
+                let Some(table) = source.table.as_deref() else {
+                    return Err(Error::InvalidRequest(format!(
+                        "push source `{name}`: its batch source `{batch}` is a PostgreSQL query; rows can only be appended to a `table`"
+                    )));
+                };
+                let url = source.url.as_deref().ok_or_else(|| {
+                    Error::Internal(format!("source `{batch}` has no resolved url"))
+                })?;
+                append_postgres(url, table, &rows).await?;
+                tracing::info!(push_source = name, batch_source = %batch, rows = count, "appended pushed rows");
+                Ok(count)
+            }
             format => {
                 tokio::task::spawn_blocking(move || {
                     let mut lock = path.as_os_str().to_owned();
@@ -218,6 +229,74 @@ fn append_parquet(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
     let combined = arrow_select::concat::concat_batches(&schema, [&existing, &pushed])
         .map_err(|e| Error::Internal(format!("concatenating pushed rows: {e}")))?;
     Ok(quiver_offline::io::write_parquet(path, &combined)?)
+}
+
+/// Inserts the rows into `table` in one statement: PostgreSQL types each value by its column
+/// (`json_populate_recordset`), so a value that does not fit refuses the whole batch.
+async fn append_postgres(url: &str, table: &str, rows: &[Map<String, Json>]) -> Result<()> {
+    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
+    let unavailable =
+        |e: tokio_postgres::Error| Error::Unavailable(format!("batch source table `{table}`: {e}"));
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(unavailable)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "push connection ended");
+        }
+    });
+    let (schema, bare) = match table.split_once('.') {
+        Some((schema, bare)) => (Some(schema.to_string()), bare.to_string()),
+        None => (None, table.to_string()),
+    };
+    let columns: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_name = $1 AND table_schema = coalesce($2, current_schema())",
+            &[&bare, &schema],
+        )
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if columns.is_empty() {
+        return Err(Error::InvalidRequest(format!(
+            "batch source table `{table}` does not exist"
+        )));
+    }
+    let pushed: Vec<&String> = rows.first().map(|r| r.keys().collect()).unwrap_or_default();
+    if let Some(extra) = pushed.iter().find(|k| !columns.contains(k)) {
+        return Err(Error::InvalidRequest(format!(
+            "batch source table `{table}` has no column `{extra}` (columns: {})",
+            columns.join(", ")
+        )));
+    }
+    let qualified = table.split('.').map(quote).collect::<Vec<_>>().join(".");
+    let list = pushed
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {qualified} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{qualified}, $1::text::json)"
+    );
+    let body = serde_json::to_string(rows)
+        .map_err(|e| Error::Internal(format!("serializing pushed rows: {e}")))?;
+    client.execute(&sql, &[&body]).await.map_err(|e| {
+        // Class 22 (data exception) and 23 (integrity): the rows, not the server.
+        match e.code().map(|c| c.code()) {
+            Some(code) if code.starts_with("22") || code.starts_with("23") => {
+                Error::InvalidRequest(format!(
+                    "batch source table `{table}`: a pushed row does not fit: {}",
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+                ))
+            }
+            _ => unavailable(e),
+        }
+    })?;
+    Ok(())
 }
 
 /// `col` with the time zone label of `target` (a no-op for other types).
