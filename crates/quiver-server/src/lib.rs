@@ -22,6 +22,7 @@
 //! Layout: [`error`] maps library errors to statuses in one place; [`metrics`] holds the
 //! Prometheus recorder and the request middleware.
 
+pub mod access;
 pub mod error;
 pub mod feast_json;
 pub mod metrics;
@@ -57,12 +58,17 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The online records per view version, counted every `server.key_count_interval`.
     pub online_sizes: std::sync::Mutex<Option<Vec<quiver::online_admin::OnlineVersion>>>,
+    /// Tokens, scopes and limits (`server.auth`, `server.max_concurrent_requests`).
+    pub access: Arc<access::Access>,
 }
 
 impl AppState {
-    pub fn new(store: FeatureStore) -> Arc<AppState> {
+    /// The state of a server for `store`; the error names a misconfigured `server.auth` or
+    /// limit.
+    pub fn new(store: FeatureStore) -> Result<Arc<AppState>, String> {
         let server = store.project().config.server.clone();
-        Arc::new(AppState {
+        let access = Arc::new(access::Access::from_config(&server)?);
+        Ok(Arc::new(AppState {
             store: ArcSwap::from_pointee(store),
             max_entities: server.max_entities,
             max_body_bytes: server.max_body_bytes,
@@ -70,7 +76,8 @@ impl AppState {
             warming: std::sync::atomic::AtomicBool::new(false),
             metrics: metrics::handle(),
             online_sizes: std::sync::Mutex::new(None),
-        })
+            access,
+        }))
     }
 
     /// Reloads the registry if it changed since `seen` (its [`stamp`]: a file's modification
@@ -159,6 +166,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::guard,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(request_id))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
@@ -277,7 +288,8 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let state = AppState::new(store);
+    let state = AppState::new(store)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     if let Some(warm) = options.warm {
         state
             .warming

@@ -181,6 +181,88 @@ pub struct ServerConfig {
         with = "quiver_core::duration::serde_req"
     )]
     pub key_count_interval: std::time::Duration,
+    /// Bearer tokens with scopes; absent: every route is open (a server on loopback, or
+    /// behind a gateway that authenticates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    /// Most requests handled at once (past it: 429 with `Retry-After`); absent: no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<usize>,
+}
+
+/// `server.auth`: who may call what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+    /// Who may read `/metrics`: `open` (default, for scrapers without tokens), `read` or
+    /// `admin` (a token with that scope).
+    #[serde(default)]
+    pub metrics: MetricsAccess,
+}
+
+/// A scope a route needs: `read` (features, health, stats, lineage, reading records),
+/// `write` (writes, pushes, records and predictions), `admin` (materialize, invalidate,
+/// prune, export). Scopes do not imply each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    #[default]
+    Open,
+    Read,
+    Admin,
+}
+
+/// One token: its SHA-256 (hex) or the environment variable holding it, its scopes, and an
+/// optional request rate.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Names the token in messages and logs (the token itself never appears).
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// An environment variable holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    pub scopes: Vec<Scope>,
+    /// Requests per second this token may make on average (past it: 429 with `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Requests it may make at once after a quiet spell (default: the rate, at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("env", &self.env)
+            .field("scopes", &self.scopes)
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `server.health`: the thresholds past which `/health` reports `degraded` (it stays ready:
@@ -256,6 +338,8 @@ impl Default for ServerConfig {
             request_timeout: default_request_timeout(),
             health: HealthConfig::default(),
             key_count_interval: default_key_count_interval(),
+            auth: None,
+            max_concurrent_requests: None,
         }
     }
 }

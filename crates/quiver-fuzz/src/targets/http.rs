@@ -223,7 +223,7 @@ impl Server {
             store.apply().await.expect("the project applies");
             store
         });
-        let state = AppState::new(store);
+        let state = AppState::new(store).expect("the example project's server config is valid");
         Server {
             runtime,
             router: quiver_server::router(state.clone()),
