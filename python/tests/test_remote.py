@@ -103,3 +103,32 @@ def test_bad_client_arguments() -> None:
         quiver.Client("http://127.0.0.1:1", timeout=0)
     with pytest.raises(ValueError, match="http://"):
         quiver.Client("127.0.0.1:6566")
+
+
+def test_client_sends_its_token_and_refusals_are_permission_denied(
+    quiver_bin: Path, project: Path, serve
+) -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"reader-token").hexdigest()
+    config = project / "quiver.yaml"
+    text = config.read_text()
+    assert "\nserver:\n" in text
+    config.write_text(
+        text.replace(
+            "\nserver:\n",
+            f"\nserver:\n  auth: {{tokens: [{{name: reader, sha256: {digest}, scopes: [read]}}]}}\n",
+        )
+    )
+    run_cli(quiver_bin, project, "apply")
+    run_cli(quiver_bin, project, "materialize", "--views", "user_profile")
+    server = serve(project)
+    reader = quiver.Client(server.url, token="reader-token")
+    got = reader.get_online_features(features=["user_profile:age"], entity_rows=[{"user_id": 42}])
+    assert got.to_dict()["user_id"] == [42]
+    with pytest.raises(quiver.PermissionDenied, match="requires a token"):
+        quiver.Client(server.url).get_online_features(
+            features=["user_profile:age"], entity_rows=[{"user_id": 42}]
+        )
+    with pytest.raises(PermissionError, match="lacks scope `write`"):
+        reader.write_to_online_store("user_profile", {"user_id": [1]})

@@ -69,7 +69,9 @@ impl Client {
                 }
             };
             let status = response.status();
-            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < self.retries {
+            let retryable = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            if retryable && attempt < self.retries {
                 let retry_after = response
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
@@ -104,7 +106,9 @@ impl Client {
                 return Ok(Outcome::Missing);
             }
             return Err(match status.as_u16() {
-                503 => Failure::unavailable(format!("{message} (after {} attempts)", attempt + 1)),
+                503 | 429 => {
+                    Failure::unavailable(format!("{message} (after {} attempts)", attempt + 1))
+                }
                 _ => Failure::Kind(server_kind(kind), message),
             });
         }

@@ -22,7 +22,7 @@ create_exception!(
 );
 
 /// The subclasses: name, the builtin they also derive from, and their doc.
-const CLASSES: [(ErrorKind, &str, &str, &str); 7] = [
+const CLASSES: [(ErrorKind, &str, &str, &str); 8] = [
     (
         ErrorKind::InvalidArgument,
         "InvalidArgument",
@@ -52,6 +52,12 @@ const CLASSES: [(ErrorKind, &str, &str, &str); 7] = [
         "Conflict",
         "RuntimeError",
         "Someone changed it first (the registry moved on since the plan): plan again and retry.",
+    ),
+    (
+        ErrorKind::PermissionDenied,
+        "PermissionDenied",
+        "PermissionError",
+        "The feature server refused the token: missing, unknown, or without the scope.",
     ),
     (
         ErrorKind::Config,
@@ -147,6 +153,8 @@ pub fn server_kind(kind: &str) -> ErrorKind {
         "failed_precondition" => ErrorKind::FailedPrecondition,
         "unavailable" => ErrorKind::Unavailable,
         "conflict" => ErrorKind::Conflict,
+        "unauthenticated" | "permission_denied" => ErrorKind::PermissionDenied,
+        "resource_exhausted" => ErrorKind::Unavailable,
         "config" => ErrorKind::Config,
         _ => ErrorKind::Internal,
     }

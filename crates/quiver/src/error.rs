@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Someone else changed it first (the registry moved on since the plan): re-plan and retry.
     Conflict,
+    /// The caller's credentials are missing, unknown, or lack the scope (a feature server's
+    /// 401 and 403, as its clients see them).
+    PermissionDenied,
     /// Configuration is invalid.
     Config,
     /// A bug or corrupt state inside Quiver.
@@ -34,6 +37,7 @@ impl ErrorKind {
             ErrorKind::FailedPrecondition => "failed_precondition",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
         }

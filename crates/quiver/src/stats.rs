@@ -183,12 +183,13 @@ pub struct ViewStats {
     features: RwLock<HashMap<String, Arc<AtomicU64>>>,
 }
 
-const KINDS: [ErrorKind; 7] = [
+const KINDS: [ErrorKind; 8] = [
     ErrorKind::InvalidArgument,
     ErrorKind::NotFound,
     ErrorKind::FailedPrecondition,
     ErrorKind::Unavailable,
     ErrorKind::Conflict,
+    ErrorKind::PermissionDenied,
     ErrorKind::Config,
     ErrorKind::Internal,
 ];
