@@ -55,9 +55,7 @@ pub fn decode_rows(
         .map(|s| s.timestamp_field.clone())
         .unwrap_or_default();
 
-    let mut known: Vec<&str> = view.join_keys.iter().map(|k| k.name.as_str()).collect();
-    known.extend(view.fields.iter().map(|f| f.name.as_str()));
-    known.extend(["event_timestamp", "created", ts_field.as_str()]);
+    let known = row_columns(view, &ts_field);
     let mut arrays: HashMap<&str, &Vec<serde_json::Value>> = HashMap::new();
     let mut rows: Option<(usize, &str)> = None;
     for (name, col) in columns {
@@ -158,6 +156,15 @@ pub fn decode_rows(
     Ok(batch)
 }
 
+/// The columns a row of `view` may carry: its join keys, its fields, the event time
+/// (`event_timestamp` or the source's `ts_field`) and `created`.
+fn row_columns<'a>(view: &'a quiver_core::FeatureView, ts_field: &'a str) -> Vec<&'a str> {
+    let mut known: Vec<&str> = view.join_keys.iter().map(|k| k.name.as_str()).collect();
+    known.extend(view.fields.iter().map(|f| f.name.as_str()));
+    known.extend(["event_timestamp", "created", ts_field]);
+    known
+}
+
 /// What a push did, per view it wrote online and to the batch source.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PushReport {
@@ -198,9 +205,7 @@ pub async fn push(
                     view.name
                 )));
             }
-            let mut known: Vec<&str> = view.join_keys.iter().map(|k| k.name.as_str()).collect();
-            known.extend(view.fields.iter().map(|f| f.name.as_str()));
-            known.extend(["event_timestamp", "created", ts_field.as_str()]);
+            let known = row_columns(view, &ts_field);
             let own: serde_json::Map<String, serde_json::Value> = columns
                 .iter()
                 .filter(|(name, _)| known.contains(&name.as_str()))
