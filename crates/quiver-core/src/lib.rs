@@ -10,12 +10,15 @@
 //!   payload, zstd over a threshold) shared by every online store.
 //! - [`queue`]: positions in a record namespace's export queue.
 //! - [`status`]: serving statuses (PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE).
+//! - [`expr`]: write-time transform expressions (parsed and type-checked at `apply`, evaluated
+//!   identically by `/push` and the offline engine).
 //! - [`duration`]: `30d`-style durations used in definitions and configuration.
 
 pub mod definitions;
 pub mod duration;
 pub mod entity_key;
 pub mod error;
+pub mod expr;
 pub mod queue;
 pub mod record;
 pub mod status;

@@ -64,6 +64,7 @@ pub fn read_events(
         source,
         join_keys: &view.join_keys,
         fields: &fields,
+        inputs: &view.inputs,
         start,
         end,
         sql: view.sql.as_deref(),
@@ -78,6 +79,7 @@ pub fn source_fields(view: &FeatureView) -> Vec<Field> {
             .map(|name| Field {
                 name,
                 value_type: ValueType::Scalar(ScalarType::Float64),
+                expression: None,
                 constraints: Default::default(),
                 description: None,
             })

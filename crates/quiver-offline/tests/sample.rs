@@ -160,6 +160,7 @@ fn sample_users_read_back_one_latest_row_per_user() {
     .map(|(n, t)| Field {
         name: n.to_string(),
         value_type: t.parse().unwrap(),
+        expression: None,
         constraints: Default::default(),
         description: None,
     })
@@ -169,6 +170,7 @@ fn sample_users_read_back_one_latest_row_per_user() {
         source: &source,
         join_keys: &keys,
         fields: &fields,
+        inputs: &[],
         start: None,
         end: Some(NOW_NS),
         sql: None,

@@ -50,6 +50,7 @@ fn field(name: &str, ty: &str) -> Field {
     Field {
         name: name.into(),
         value_type: ty.parse().unwrap(),
+        expression: None,
         constraints: Default::default(),
         description: None,
     }
@@ -114,6 +115,7 @@ impl Req {
             source: &self.source,
             join_keys: &self.keys,
             fields: &self.fields,
+            inputs: &[],
             start: self.start,
             end: self.end,
             sql: None,

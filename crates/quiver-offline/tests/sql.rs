@@ -40,6 +40,7 @@ fn field(name: &str, ty: &str) -> Field {
     Field {
         name: name.into(),
         value_type: ty.parse().unwrap(),
+        expression: None,
         constraints: Default::default(),
         description: None,
     }
@@ -92,6 +93,7 @@ fn request<'a>(
         source,
         join_keys: keys,
         fields,
+        inputs: &[],
         start: None,
         end: None,
         sql: Some(sql),

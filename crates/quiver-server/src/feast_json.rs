@@ -60,6 +60,13 @@ pub fn decode_rows(
     let mut rows: Option<(usize, &str)> = None;
     for (name, col) in columns {
         if !known.contains(&name.as_str()) {
+            if let Some(f) = view.fields.iter().find(|f| &f.name == name)
+                && let Some(e) = &f.expression
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "feature view `{view_name}`: column `{name}` is computed by its expression `{e}`; send the columns it reads instead"
+                )));
+            }
             return Err(Error::InvalidRequest(format!(
                 "feature view `{view_name}` has no column `{name}`"
             )));
@@ -101,11 +108,42 @@ pub fn decode_rows(
         .iter()
         .map(|k| column(&k.name).map(|c| (k, c)))
         .collect::<Result<Vec<_>>>()?;
-    let field_cols = view
-        .fields
+    // The columns read as they are (plain fields, then the expressions' inputs); computed
+    // fields are evaluated from them, as the offline engine does.
+    let read_fields = view.read_fields();
+    let field_cols = read_fields
         .iter()
         .map(|f| column(&f.name).map(|c| (f, c)))
         .collect::<Result<Vec<_>>>()?;
+    let expressions = view
+        .expressions()
+        .map_err(|e| Error::Internal(format!("feature view `{view_name}`: {e}")))?
+        .into_iter()
+        .map(|(i, expr)| {
+            let args: Vec<usize> = expr
+                .columns()
+                .iter()
+                .map(|c| {
+                    read_fields
+                        .iter()
+                        .position(|f| &f.name == c)
+                        .unwrap_or(usize::MAX)
+                })
+                .collect();
+            (i, expr, args)
+        })
+        .collect::<Vec<_>>();
+    let plain: Vec<usize> = view
+        .fields
+        .iter()
+        .filter(|f| f.expression.is_none())
+        .map(|f| {
+            read_fields
+                .iter()
+                .position(|r| r.name == f.name)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
 
     let parse_ts = |col: &str, i: usize, v: &serde_json::Value| -> Result<i64> {
         match Value::from_json(v, quiver_core::ValueType::Scalar(ScalarType::Timestamp)) {
@@ -135,7 +173,7 @@ pub fn decode_rows(
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(parse_ts("created", i, v)?),
         };
-        let values = field_cols
+        let read = field_cols
             .iter()
             .map(|(f, c)| {
                 Value::from_json(&c[i], f.value_type).map_err(|e| {
@@ -146,6 +184,34 @@ pub fn decode_rows(
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let values = if expressions.is_empty() {
+            read
+        } else {
+            let mut values = vec![Value::Null; view.fields.len()];
+            let mut next_plain = plain.iter();
+            for (slot, f) in values.iter_mut().zip(&view.fields) {
+                if f.expression.is_none()
+                    && let Some(&p) = next_plain.next()
+                {
+                    *slot = read.get(p).cloned().unwrap_or(Value::Null);
+                }
+            }
+            for (fi, expr, args) in &expressions {
+                let f = &view.fields[*fi];
+                let argv: Vec<Value> = args
+                    .iter()
+                    .map(|a| read.get(*a).cloned().unwrap_or(Value::Null))
+                    .collect();
+                values[*fi] = expr.eval(&argv, f.value_type.scalar()).map_err(|e| {
+                    Error::InvalidRequest(format!(
+                        "feature view `{view_name}`: field `{}`: expression `{}`: row {i}: {e}",
+                        f.name,
+                        expr.text()
+                    ))
+                })?;
+            }
+            values
+        };
         let record = Record {
             event_ts,
             created_ts,
@@ -156,11 +222,18 @@ pub fn decode_rows(
     Ok(batch)
 }
 
-/// The columns a row of `view` may carry: its join keys, its fields, the event time
+/// The columns a row of `view` may carry: its join keys, its plain fields and inputs (never a
+/// computed field), the event time
 /// (`event_timestamp` or the source's `ts_field`) and `created`.
 fn row_columns<'a>(view: &'a quiver_core::FeatureView, ts_field: &'a str) -> Vec<&'a str> {
     let mut known: Vec<&str> = view.join_keys.iter().map(|k| k.name.as_str()).collect();
-    known.extend(view.fields.iter().map(|f| f.name.as_str()));
+    known.extend(
+        view.fields
+            .iter()
+            .filter(|f| f.expression.is_none())
+            .chain(&view.inputs)
+            .map(|f| f.name.as_str()),
+    );
     known.extend(["event_timestamp", "created", ts_field]);
     known
 }
@@ -183,10 +256,13 @@ pub struct PushedView {
 }
 
 /// Feast's push (`{push_source_name, df, to}`): the rows of `df` go to the online store of every
-/// view that reads the push source (each view takes the columns it knows: join keys, its
-/// features, the event time), to the batch source, or both. Everything is checked before
-/// anything is written: every view's rows (types, constraints), then the batch source append
-/// (which refuses the whole batch when a value does not fit its column), then the online writes.
+/// view that reads the push source (each view takes the columns it knows: join keys, its plain
+/// fields and inputs, the event time; fields with an expression are computed from them), to the
+/// batch source, or both. Everything is checked before anything is written: every view's rows
+/// (types, expressions, constraints), then the batch source append is staged (which refuses the
+/// whole batch when a value does not fit its column), then the online writes, and last the
+/// append is committed. A push that fails online appends nothing offline, so retrying it (online
+/// writes are newer-wins, idempotent) never appends a row twice.
 pub async fn push(
     store: &FeatureStore,
     push_source: &str,
@@ -196,28 +272,36 @@ pub async fn push(
     let (resolved, views) = store.push_source(push_source)?;
     let ts_field = resolved.source.timestamp_field.clone();
     let mut online = Vec::new();
-    if to.online() {
-        for served in &views {
-            let view = &served.definition;
-            if view.is_derived() {
+    for served in &views {
+        let view = &served.definition;
+        if view.is_derived() {
+            if to.online() {
                 return Err(Error::InvalidRequest(format!(
                     "feature view `{}` computes its features from push source `{push_source}` (aggregations, time series or SQL); pushing to it online is not supported yet: push `to: offline` and materialize",
                     view.name
                 )));
             }
-            let known = row_columns(view, &ts_field);
-            let own: serde_json::Map<String, serde_json::Value> = columns
-                .iter()
-                .filter(|(name, _)| known.contains(&name.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let rows = decode_rows(store, &view.name, &own).map_err(|e| match e {
-                Error::InvalidRequest(m) => Error::InvalidRequest(format!(
-                    "push source `{push_source}`: feature view `{}`: {m}",
-                    view.name
-                )),
-                other => other,
-            })?;
+            continue;
+        }
+        if !to.online() && !view.has_expressions() {
+            continue;
+        }
+        let known = row_columns(view, &ts_field);
+        let own: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .filter(|(name, _)| known.contains(&name.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Decoded for an offline-only push too when the view computes fields: a row whose
+        // expressions cannot be computed would fail every later read of the batch source.
+        let rows = decode_rows(store, &view.name, &own).map_err(|e| match e {
+            Error::InvalidRequest(m) => Error::InvalidRequest(format!(
+                "push source `{push_source}`: feature view `{}`: {m}",
+                view.name
+            )),
+            other => other,
+        })?;
+        if to.online() {
             store.check_online_rows(&view.name, &rows)?;
             online.push((view.name.clone(), rows));
         }
@@ -226,9 +310,11 @@ pub async fn push(
         push_source: push_source.to_string(),
         ..PushReport::default()
     };
-    if to.offline() {
-        report.offline_rows = store.append_to_batch_source(push_source, columns).await?;
-    }
+    let pending = if to.offline() {
+        Some(store.prepare_batch_append(push_source, columns).await?)
+    } else {
+        None
+    };
     for (view, rows) in online {
         let summary = store.write_to_online_store(&view, &rows).await?;
         report.views.push(PushedView {
@@ -236,6 +322,22 @@ pub async fn push(
             written: summary.written,
             skipped_older: summary.skipped_older,
         });
+    }
+    if let Some(pending) = pending {
+        let written_online = !report.views.is_empty();
+        report.offline_rows = pending.commit().await.map_err(|e| {
+            if !written_online {
+                return e;
+            }
+            let say = |m: String| {
+                format!("{m} (the rows were written online; nothing was appended offline, and retrying the push is safe)")
+            };
+            match e {
+                Error::Unavailable(m) => Error::Unavailable(say(m)),
+                Error::Io { .. } | Error::Internal(_) => Error::Unavailable(say(e.to_string())),
+                other => other,
+            }
+        })?;
     }
     Ok(report)
 }

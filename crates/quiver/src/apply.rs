@@ -235,6 +235,7 @@ impl FeatureStore {
                     source: &source,
                     join_keys: &view.join_keys,
                     fields: &fields,
+                    inputs: &view.inputs,
                     start: None,
                     end: None,
                     sql: view.sql.as_deref(),

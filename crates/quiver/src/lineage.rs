@@ -29,9 +29,11 @@ pub struct SourceLineage {
 /// How the feature's values are made from the source rows.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Transformation {
-    /// `column` (read as is), `aggregation` or `time_series`.
+    /// `column` (read as is), `expression` (computed from the row), `aggregation` or
+    /// `time_series`.
     pub kind: String,
-    /// The source column it reads.
+    /// The source column it reads (for an expression: the field itself; the expression names
+    /// its columns).
     pub column: String,
     /// e.g. `sum(amount) over 7d`, `returns(price) over 5 periods`; `None` for a plain column.
     pub expression: Option<String>,
@@ -113,6 +115,12 @@ impl FeatureStore {
             )
         };
         let transformation = match view.transforms.get(position) {
+            None if field.expression.is_some() => Transformation {
+                kind: "expression".to_string(),
+                column: field.name.clone(),
+                expression: field.expression.clone(),
+                sql: view.sql.clone(),
+            },
             None => Transformation {
                 kind: "column".to_string(),
                 column: field.name.clone(),

@@ -356,6 +356,7 @@ fn read_request<'a>(
         source,
         join_keys: &view.join_keys,
         fields: &view.fields,
+        inputs: &view.inputs,
         start,
         end: Some(end),
         sql: view.sql.as_deref(),

@@ -8,7 +8,9 @@
 //! json_populate_recordset(…)`, typed by the table's columns. Appending to a file batch source rewrites it (Parquet: read, concatenate, write a temporary
 //! file and rename it into place; CSV: append lines), holding an OS lock on `<file>.lock` so
 //! concurrent pushes queue instead of losing each other's rows. Every push is either in the file
-//! or refused. Rewriting costs the file's size per push: batch pushes, not single rows, are what
+//! or refused. An append is prepared (checked and staged) first and committed after the online
+//! writes of the same push, so a push that fails online appends nothing offline and its retry
+//! appends once. Rewriting costs the file's size per push: batch pushes, not single rows, are what
 //! it is made for.
 
 use std::io::Write as _;
@@ -103,15 +105,38 @@ impl FeatureStore {
         name: &str,
         columns: &Map<String, Json>,
     ) -> Result<u64> {
+        self.prepare_batch_append(name, columns)
+            .await?
+            .commit()
+            .await
+    }
+
+    /// Prepares the append of rows to the batch source of push source `name` without making
+    /// them visible: every value is checked against its column and the new data is staged (a
+    /// rewritten Parquet file beside the source, CSV lines in memory, or an uncommitted
+    /// PostgreSQL transaction), holding the source's lock. [`PendingAppend::commit`] makes the
+    /// rows visible; dropping it discards them. `/push` writes online between the two, so a
+    /// failed online write appends nothing and a retried push does not append twice.
+    pub async fn prepare_batch_append(
+        &self,
+        name: &str,
+        columns: &Map<String, Json>,
+    ) -> Result<PendingAppend> {
         let (resolved, _) = self.push_source(name)?;
         let source = resolved.source.clone();
         let path = resolved.path.clone();
         let rows = row_major(columns)?;
         let count = rows.len() as u64;
-        if rows.is_empty() {
-            return Ok(0);
-        }
         let batch = source.batch_source.clone().unwrap_or_default();
+        let pending = |stage| PendingAppend {
+            push_source: name.to_string(),
+            batch_source: batch.clone(),
+            rows: count,
+            stage,
+        };
+        if rows.is_empty() {
+            return Ok(pending(Stage::Nothing));
+        }
         match source.format {
             SourceFormat::Postgres => {
                 let Some(table) = source.table.as_deref() else {
@@ -122,27 +147,133 @@ impl FeatureStore {
                 let url = source.url.as_deref().ok_or_else(|| {
                     Error::Internal(format!("source `{batch}` has no resolved url"))
                 })?;
-                append_postgres(url, table, &rows).await?;
-                tracing::info!(push_source = name, batch_source = %batch, rows = count, "appended pushed rows");
-                Ok(count)
+                let client = stage_postgres(url, table, &rows).await?;
+                Ok(pending(Stage::Postgres {
+                    client,
+                    table: table.to_string(),
+                }))
             }
             format => {
-                tokio::task::spawn_blocking(move || {
+                let stage = tokio::task::spawn_blocking(move || -> Result<Stage> {
                     let mut lock = path.as_os_str().to_owned();
                     lock.push(".lock");
-                    let _lock = FileLock::acquire(Path::new(&lock))?;
+                    let lock = FileLock::acquire(Path::new(&lock))?;
                     match format {
-                        SourceFormat::Csv => append_csv(&path, &rows),
-                        _ => append_parquet(&path, &rows),
+                        SourceFormat::Csv => Ok(Stage::Csv {
+                            _lock: lock,
+                            text: csv_lines(&path, &rows)?,
+                            path,
+                        }),
+                        _ => {
+                            let staged = staged_path(&path);
+                            stage_parquet(&path, &staged, &rows)?;
+                            Ok(Stage::Parquet {
+                                _lock: lock,
+                                staged,
+                                path,
+                            })
+                        }
                     }
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("push task failed: {e}")))??;
-                tracing::info!(push_source = name, batch_source = %batch, rows = count, "appended pushed rows");
-                Ok(count)
+                Ok(pending(stage))
             }
         }
     }
+}
+
+/// Rows staged for a batch source by [`FeatureStore::prepare_batch_append`].
+pub struct PendingAppend {
+    push_source: String,
+    batch_source: String,
+    rows: u64,
+    stage: Stage,
+}
+
+enum Stage {
+    Nothing,
+    /// The whole new file, written beside the source; renamed over it on commit.
+    Parquet {
+        _lock: FileLock,
+        staged: std::path::PathBuf,
+        path: std::path::PathBuf,
+    },
+    Csv {
+        _lock: FileLock,
+        path: std::path::PathBuf,
+        text: String,
+    },
+    /// An open transaction holding the INSERT; dropping the client rolls it back.
+    Postgres {
+        client: tokio_postgres::Client,
+        table: String,
+    },
+}
+
+impl PendingAppend {
+    /// The rows it holds.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Makes the rows visible in the batch source; returns how many were appended.
+    pub async fn commit(mut self) -> Result<u64> {
+        let stage = std::mem::replace(&mut self.stage, Stage::Nothing);
+        match stage {
+            Stage::Nothing => return Ok(0),
+            Stage::Postgres { client, table } => {
+                client.batch_execute("COMMIT").await.map_err(|e| {
+                    Error::Unavailable(format!("batch source table `{table}`: commit: {e}"))
+                })?;
+            }
+            Stage::Parquet {
+                _lock,
+                staged,
+                path,
+            } => {
+                tokio::task::spawn_blocking(move || {
+                    let _lock = _lock;
+                    std::fs::rename(&staged, &path).map_err(|e| Error::io(&path, e))
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("push task failed: {e}")))??;
+            }
+            Stage::Csv { _lock, path, text } => {
+                tokio::task::spawn_blocking(move || {
+                    let _lock = _lock;
+                    let mut file = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| Error::io(&path, e))?;
+                    file.write_all(text.as_bytes())
+                        .and_then(|_| file.sync_data())
+                        .map_err(|e| Error::io(&path, e))
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("push task failed: {e}")))??;
+            }
+        }
+        tracing::info!(push_source = %self.push_source, batch_source = %self.batch_source, rows = self.rows, "appended pushed rows");
+        Ok(self.rows)
+    }
+}
+
+impl Drop for PendingAppend {
+    fn drop(&mut self) {
+        // Not committed: a staged Parquet file is removed (a PostgreSQL transaction rolls back
+        // when its connection closes; CSV lines were only in memory).
+        if let Stage::Parquet { staged, .. } = &self.stage {
+            let _ = std::fs::remove_file(staged);
+        }
+    }
+}
+
+/// Where a Parquet batch source's next version is staged: beside it, so the rename is atomic.
+fn staged_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".push-staged");
+    std::path::PathBuf::from(name)
 }
 
 /// Columns (name → list) to rows (name → value), all lists of one length.
@@ -180,9 +311,9 @@ fn unwritable(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::InvalidRequest(format!("batch source file `{}`: {message}", path.display()))
 }
 
-/// Reads the Parquet file, adds the rows (decoded with its schema) and writes it back
-/// atomically.
-fn append_parquet(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
+/// Reads the Parquet file, adds the rows (decoded with its schema) and writes the result to
+/// `staged` (renamed over `path` on commit).
+fn stage_parquet(path: &Path, staged: &Path, rows: &[Map<String, Json>]) -> Result<()> {
     if !path.exists() {
         return Err(unwritable(
             path,
@@ -228,12 +359,17 @@ fn append_parquet(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
         .map_err(|e| Error::Internal(format!("pushed rows: {e}")))?;
     let combined = arrow_select::concat::concat_batches(&schema, [&existing, &pushed])
         .map_err(|e| Error::Internal(format!("concatenating pushed rows: {e}")))?;
-    Ok(quiver_offline::io::write_parquet(path, &combined)?)
+    Ok(quiver_offline::io::write_parquet(staged, &combined)?)
 }
 
-/// Inserts the rows into `table` in one statement: PostgreSQL types each value by its column
+/// Inserts the rows into `table` in one statement inside a transaction left open (committed by
+/// [`PendingAppend::commit`]): PostgreSQL types each value by its column
 /// (`json_populate_recordset`), so a value that does not fit refuses the whole batch.
-async fn append_postgres(url: &str, table: &str, rows: &[Map<String, Json>]) -> Result<()> {
+async fn stage_postgres(
+    url: &str,
+    table: &str,
+    rows: &[Map<String, Json>],
+) -> Result<tokio_postgres::Client> {
     let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
     let unavailable =
         |e: tokio_postgres::Error| Error::Unavailable(format!("batch source table `{table}`: {e}"));
@@ -283,6 +419,7 @@ async fn append_postgres(url: &str, table: &str, rows: &[Map<String, Json>]) -> 
     );
     let body = serde_json::to_string(rows)
         .map_err(|e| Error::Internal(format!("serializing pushed rows: {e}")))?;
+    client.batch_execute("BEGIN").await.map_err(unavailable)?;
     client.execute(&sql, &[&body]).await.map_err(|e| {
         // Class 22 (data exception) and 23 (integrity): the rows, not the server.
         match e.code().map(|c| c.code()) {
@@ -296,7 +433,7 @@ async fn append_postgres(url: &str, table: &str, rows: &[Map<String, Json>]) -> 
             _ => unavailable(e),
         }
     })?;
-    Ok(())
+    Ok(client)
 }
 
 /// `col` with the time zone label of `target` (a no-op for other types).
@@ -334,8 +471,8 @@ fn relabel_zone(col: &ArrayRef, target: &DataType) -> ArrayRef {
     }
 }
 
-/// Appends the rows as CSV lines in the file's header order.
-fn append_csv(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
+/// The rows as CSV lines in the file's header order (appended on commit).
+fn csv_lines(path: &Path, rows: &[Map<String, Json>]) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let header: Vec<&str> = text
         .lines()
@@ -365,13 +502,7 @@ fn append_csv(path: &Path, rows: &[Map<String, Json>]) -> Result<()> {
         out.push_str(&cells.join(","));
         out.push('\n');
     }
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    file.write_all(out.as_bytes())
-        .and_then(|_| file.sync_data())
-        .map_err(|e| Error::io(path, e))
+    Ok(out)
 }
 
 fn csv_cell(value: &Json) -> String {

@@ -87,6 +87,10 @@ pub struct Field {
     pub value_type: ValueType,
     #[serde(default, skip_serializing_if = "Constraints::is_empty")]
     pub constraints: Constraints,
+    /// A write-time transform: the value is computed from the row's columns by this expression
+    /// ([`crate::expr`]) instead of read from a column of the field's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -111,6 +115,10 @@ pub struct FeatureView {
     )]
     pub retention: Option<Duration>,
     pub fields: Vec<Field>,
+    /// Raw source columns that the fields' expressions read besides the view's own plain
+    /// fields, typed (so a pushed JSON `3` and a Parquet `3.0` compute alike).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<Field>,
     /// A SQL query over the source (registered as table `source`, and under the source's name)
     /// whose result rows stand in for the source's rows: they carry the join keys, the source's
     /// timestamp column(s) and the columns the fields or transforms read. Run by DataFusion
@@ -347,8 +355,39 @@ impl FeatureView {
             }
             cols
         } else {
-            self.fields.iter().map(|f| f.name.clone()).collect()
+            self.read_fields().into_iter().map(|f| f.name).collect()
         }
+    }
+
+    /// Whether some field is computed by an expression.
+    pub fn has_expressions(&self) -> bool {
+        self.fields.iter().any(|f| f.expression.is_some())
+    }
+
+    /// The typed source columns a plain view reads: its plain fields, then its `inputs`
+    /// (the columns its expressions read).
+    pub fn read_fields(&self) -> Vec<Field> {
+        self.fields
+            .iter()
+            .filter(|f| f.expression.is_none())
+            .chain(&self.inputs)
+            .cloned()
+            .collect()
+    }
+
+    /// The fields computed by expressions, parsed (they were checked at `apply`; an error
+    /// names the field and the expression).
+    pub fn expressions(&self) -> Result<Vec<(usize, crate::expr::Expr)>, String> {
+        self.fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.expression.as_ref().map(|e| (i, f, e)))
+            .map(|(i, f, e)| {
+                crate::expr::Expr::parse(e)
+                    .map(|x| (i, x))
+                    .map_err(|err| format!("field `{}`: expression `{e}`: {err}", f.name))
+            })
+            .collect()
     }
 
     pub fn field_index(&self, name: &str) -> Option<usize> {
@@ -368,6 +407,11 @@ impl FeatureView {
         }
         for f in &self.fields {
             h.update(format!("f:{}:{};", f.name, f.value_type).as_bytes());
+            // A changed expression changes the values: older online records are another
+            // version's. (Fields without one hash as before.)
+            if let Some(e) = &f.expression {
+                h.update(format!("e:{e};").as_bytes());
+            }
         }
         format!("{:016x}", h.digest())
     }

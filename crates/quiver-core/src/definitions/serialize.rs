@@ -75,9 +75,13 @@ pub struct FeatureViewDef {
     /// source's rows; needs the `sql` cargo feature.
     #[serde(default)]
     pub sql: Option<String>,
-    /// Plain features, read as they are from the source.
+    /// Plain features, read as they are from the source, or computed from the row's columns by
+    /// an `expression`.
     #[serde(default)]
     pub fields: Vec<FieldDef>,
+    /// Raw source columns that expressions read and the view does not serve, with their types.
+    #[serde(default)]
+    pub inputs: Vec<InputDef>,
     /// Rolling-window aggregations: features `{column}__{function}__{window}`.
     #[serde(default)]
     pub aggregations: Vec<AggregationDef>,
@@ -102,6 +106,15 @@ pub struct FeatureViewDef {
     /// project's `max_versions`.
     #[serde(default)]
     pub max_versions: Option<u32>,
+}
+
+/// A raw column an expression reads: `{name: amount, type: float64}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub dtype: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +164,9 @@ pub struct FieldDef {
     pub one_of: Option<Vec<serde_yaml_ng::Value>>,
     #[serde(default)]
     pub dim: Option<usize>,
+    /// Computed from the row's columns (`amount * 100`), at push time and offline alike.
+    #[serde(default)]
+    pub expression: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
 }

@@ -373,6 +373,8 @@ impl Definitions {
                         Err(e) => ctx.err(file, format!("{fwhat}: {e}")),
                     }
                 }
+                let inputs = view_inputs(&mut ctx, file, &what, v, &fields, &join_keys);
+                check_expressions(&mut ctx, file, &what, &fields, &inputs, derived);
                 let fallback = match v.fallback.as_ref().map(FallbackDef::policy).transpose() {
                     Ok(f) => f,
                     Err(e) => {
@@ -427,6 +429,7 @@ impl Definitions {
                         ttl,
                         retention,
                         fields,
+                        inputs,
                         sql,
                         transforms,
                         description: v.description.clone(),
@@ -551,6 +554,7 @@ fn derived_features(
     let field = |name: String, value_type: ValueType| Field {
         name,
         value_type,
+        expression: None,
         constraints: Constraints::default(),
         description: None,
     };
@@ -658,6 +662,131 @@ fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// A view's `inputs:` (raw columns its expressions read), typed; each problem is reported.
+fn view_inputs(
+    ctx: &mut Ctx,
+    file: &str,
+    what: &str,
+    v: &FeatureViewDef,
+    fields: &[Field],
+    join_keys: &[JoinKey],
+) -> Vec<Field> {
+    let mut inputs: Vec<Field> = Vec::new();
+    for input in &v.inputs {
+        let iwhat = format!("{what}: input `{}`", input.name);
+        if inputs.iter().any(|i| i.name == input.name) {
+            ctx.err(file, format!("{iwhat} is declared twice"));
+            continue;
+        }
+        if fields.iter().any(|f| f.name == input.name) {
+            ctx.err(file, format!("{iwhat} is also a field; a plain field is read as it is and expressions may use it, so leave it out of `inputs`"));
+            continue;
+        }
+        if join_keys.iter().any(|k| k.name == input.name) {
+            ctx.err(
+                file,
+                format!("{iwhat} is a join key; expressions read feature columns"),
+            );
+            continue;
+        }
+        match input.dtype.parse::<ValueType>() {
+            Ok(ValueType::Scalar(s)) if crate::expr::ExprType::of(s).is_some() => inputs.push(Field {
+                name: input.name.clone(),
+                value_type: ValueType::Scalar(s),
+                expression: None,
+                constraints: Constraints::default(),
+                description: None,
+            }),
+            Ok(other) => ctx.err(file, format!("{iwhat}: field `type`: expressions read int32, int64, float32, float64, string or bool columns, not {other}")),
+            Err(e) => ctx.err(file, format!("{iwhat}: field `type`: {e}")),
+        }
+    }
+    inputs
+}
+
+/// Parses and type-checks every field's `expression` against the view's plain fields and
+/// inputs; the error names the field and quotes the expression.
+fn check_expressions(
+    ctx: &mut Ctx,
+    file: &str,
+    what: &str,
+    fields: &[Field],
+    inputs: &[Field],
+    derived: bool,
+) {
+    for f in fields {
+        let Some(text) = &f.expression else { continue };
+        let fwhat = format!("{what}: field `{}`: expression `{text}`", f.name);
+        if derived {
+            ctx.err(file, format!("{fwhat}: expressions apply to plain views, not to views with `aggregations` or `time_series`"));
+            continue;
+        }
+        let expr = match crate::expr::Expr::parse(text) {
+            Ok(e) => e,
+            Err(e) => {
+                ctx.err(file, format!("{fwhat}: {e}"));
+                continue;
+            }
+        };
+        let column_type = |name: &str| -> Option<ScalarType> {
+            fields
+                .iter()
+                .filter(|g| g.expression.is_none())
+                .chain(inputs)
+                .find(|g| g.name == name)
+                .map(|g| g.value_type.scalar())
+                .filter(|_| {
+                    !fields
+                        .iter()
+                        .chain(inputs)
+                        .any(|g| g.name == name && g.value_type.is_list())
+                })
+        };
+        if let Some(c) = expr.columns().iter().find(|c| {
+            fields
+                .iter()
+                .any(|g| &g.name == *c && g.expression.is_some())
+        }) {
+            ctx.err(file, format!("{fwhat}: column `{c}` is another computed field; expressions read source columns (repeat its expression instead)"));
+            continue;
+        }
+        if let Some(c) = expr.columns().iter().find(|c| column_type(c).is_none()) {
+            let mut known: Vec<String> = fields
+                .iter()
+                .filter(|g| g.expression.is_none())
+                .chain(inputs)
+                .map(|g| format!("`{}`", g.name))
+                .collect();
+            known.sort();
+            ctx.err(file, format!("{fwhat}: unknown column `{c}`; an expression reads the view's plain fields and the columns declared in `inputs: [{{name: {c}, type: ...}}]` (declared: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }));
+            continue;
+        }
+        match expr.check(column_type) {
+            Ok(t) if f.value_type.is_list() => {
+                let _ = t;
+                ctx.err(
+                    file,
+                    format!(
+                        "{fwhat}: the field is {}; expressions compute scalars",
+                        f.value_type
+                    ),
+                );
+            }
+            Ok(t) if !t.fits(f.value_type.scalar()) => ctx.err(
+                file,
+                format!(
+                    "{fwhat}: the result is {}, the field is {}; write `cast(... as {})`",
+                    t.name(),
+                    f.value_type,
+                    f.value_type
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => ctx.err(file, format!("{fwhat}: {e}")),
+        }
+    }
+}
+
 fn build_field(fd: &FieldDef) -> Result<Field, String> {
     let value_type: ValueType = fd.dtype.parse().map_err(|e| format!("field `type`: {e}"))?;
     let numeric = value_type.scalar().is_numeric() && value_type.scalar() != ScalarType::Decimal
@@ -698,6 +827,7 @@ fn build_field(fd: &FieldDef) -> Result<Field, String> {
     Ok(Field {
         name: fd.name.clone(),
         value_type,
+        expression: fd.expression.as_deref().map(str::trim).map(str::to_string),
         constraints: Constraints {
             min: fd.min,
             max: fd.max,
@@ -819,6 +949,74 @@ feature_services:
             .clone();
         assert_eq!(a.schema_fingerprint(), b.schema_fingerprint());
         assert_ne!(a.schema_fingerprint(), c.schema_fingerprint());
+    }
+
+    const EXPR: &str = r#"
+entities: [{name: user, join_keys: [user_id]}]
+sources: [{name: tx, path: tx.parquet, timestamp_field: event_time}]
+feature_views:
+  - name: orders
+    entities: [user]
+    source: tx
+    inputs: [{name: amount, type: float64}]
+    fields:
+      - {name: qty, type: int32}
+      - {name: total, type: float64, expression: "amount * qty"}
+"#;
+
+    #[test]
+    fn expression_fields_read_plain_fields_and_inputs() {
+        let v = build(EXPR).unwrap().feature_views["orders"].clone();
+        assert_eq!(v.fields[1].expression.as_deref(), Some("amount * qty"));
+        assert!(v.has_expressions() && !v.is_derived());
+        let read: Vec<String> = v.read_fields().into_iter().map(|f| f.name).collect();
+        assert_eq!(read, ["qty", "amount"]);
+        assert_eq!(v.source_columns(), ["qty", "amount"]);
+        // A changed expression is a new version: older online values were computed otherwise.
+        let changed = build(&EXPR.replace("amount * qty", "amount + qty"))
+            .unwrap()
+            .feature_views["orders"]
+            .clone();
+        assert_ne!(v.schema_fingerprint(), changed.schema_fingerprint());
+        // Views without expressions keep their fingerprints.
+        let plain = build(GOOD).unwrap().feature_views["user_profile"].clone();
+        let mut copy = plain.clone();
+        copy.inputs.clear();
+        assert_eq!(plain.schema_fingerprint(), copy.schema_fingerprint());
+    }
+
+    #[test]
+    fn expression_errors_name_view_field_and_expression() {
+        let err = |text: String| build(&text).unwrap_err().to_string();
+        let e = err(EXPR.replace("amount * qty", "amount * qty * price"));
+        assert!(
+            e.contains("feature view `orders`: field `total`: expression `amount * qty * price`: unknown column `price`"),
+            "{e}"
+        );
+        let e = err(EXPR.replace(
+            "{name: amount, type: float64}",
+            "{name: amount, type: timestamp}",
+        ));
+        assert!(e.contains("input `amount`: field `type`"), "{e}");
+        let e = err(EXPR.replace(
+            "amount * qty\"",
+            "amount * qty\"}\n      - {name: t2, type: float64, expression: \"total + 1\"",
+        ));
+        assert!(
+            e.contains("column `total` is another computed field"),
+            "{e}"
+        );
+        let agg = format!(
+            "{}\n    inputs: [{{name: x, type: float64}}]\n    fields: [{{name: y, type: float64, expression: x}}]\n",
+            AGG.trim_end()
+                .replace(
+                    "    time_series:\n      - {column: amount, returns: [1], volatility: [20]}",
+                    ""
+                )
+                .trim_end()
+        );
+        let e = err(agg);
+        assert!(e.contains("give either `fields`"), "{e}");
     }
 
     const AGG: &str = r#"

@@ -8,6 +8,7 @@
 //! [`read_columns`] and [`check_source`] answer "does this file fit these definitions" from the
 //! Parquet footer or the CSV header alone, for `quiver apply`.
 
+mod computed;
 pub(crate) mod convert;
 mod csv;
 mod latest;
@@ -42,8 +43,12 @@ pub struct ReadRequest<'a> {
     pub source: &'a Source,
     /// The view's join keys, in entity-key order.
     pub join_keys: &'a [JoinKey],
-    /// The view's fields; a record's values come out in this order.
+    /// The view's fields; a record's values come out in this order. Fields with an
+    /// `expression` are computed from the row (`computed.rs`).
     pub fields: &'a [Field],
+    /// The raw columns the fields' expressions read besides the plain fields (the view's
+    /// `inputs`), with their declared types.
+    pub inputs: &'a [Field],
     /// Earliest event time to read, ns since the epoch UTC, inclusive.
     pub start: Option<i64>,
     /// Event times from here on are not read, ns since the epoch UTC (exclusive).
@@ -105,15 +110,20 @@ pub fn read_latest_with_batch_size(req: &ReadRequest<'_>, batch_size: usize) -> 
 pub fn check_source(req: &ReadRequest<'_>) -> Result<()> {
     let origin = origin(req);
     let needs = needs(req);
+    let raw = computed::raw_needs(req, &needs);
     let (schema, options) = match (req.sql, req.source.format) {
         (Some(sql), _) => sql::schema(req, &origin, sql)?,
         (None, SourceFormat::Parquet) => {
             (parquet::schema(req.path, &origin)?, PlanOptions::default())
         }
         (None, SourceFormat::Csv) => {
-            csv::typed_schema(req.path, &origin, &csv_columns(&origin, &needs)?)?
+            csv::typed_schema(req.path, &origin, &csv_columns(&origin, &raw)?)?
         }
-        (None, SourceFormat::Postgres) => postgres::schema(req, &origin, &needs)?,
+        (None, SourceFormat::Postgres) => postgres::schema(req, &origin, &raw)?,
+    };
+    let schema = match computed::Computed::new(req, &origin, &schema, options)? {
+        Some(c) => c.schema(),
+        None => schema,
     };
     plan_all(&origin, &schema, &needs, options).map(|_| ())
 }
@@ -280,7 +290,25 @@ pub(crate) struct Opened {
     pub options: PlanOptions,
 }
 
+/// Opens the source for the request's needs; fields computed by expressions are added to each
+/// batch (`computed.rs`) from the raw columns read for them.
 fn open(
+    req: &ReadRequest<'_>,
+    origin: &str,
+    needs: &[Need<'_>],
+    batch_size: usize,
+) -> Result<Opened> {
+    let raw = computed::raw_needs(req, needs);
+    let opened = open_raw(req, origin, &raw, batch_size)?;
+    Ok(
+        match computed::Computed::new(req, origin, &opened.schema, opened.options)? {
+            Some(c) => c.wrap(opened),
+            None => opened,
+        },
+    )
+}
+
+fn open_raw(
     req: &ReadRequest<'_>,
     origin: &str,
     needs: &[Need<'_>],
