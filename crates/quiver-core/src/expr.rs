@@ -237,7 +237,7 @@ impl Expr {
             };
             types.push(t);
         }
-        type_of(&self.root, &types, &self.columns)
+        type_of(&self.root, &types)
     }
 
     /// Evaluates the expression on one row (`values` aligned with [`Expr::columns`]) and
@@ -318,8 +318,8 @@ impl Scalar {
     }
 }
 
-fn type_of(node: &Node, columns: &[ExprType], names: &[String]) -> Result<ExprType, String> {
-    let ty = |n: &Node| type_of(n, columns, names);
+fn type_of(node: &Node, columns: &[ExprType]) -> Result<ExprType, String> {
+    let ty = |n: &Node| type_of(n, columns);
     Ok(match node {
         Node::Lit(s) => s.type_of(),
         Node::Column(i) => columns[*i],
@@ -653,7 +653,7 @@ fn cast(value: Scalar, target: ScalarType) -> Result<Scalar, String> {
     let to_int = |f: f64| -> Result<i64, String> {
         let t = f.trunc();
         // i64::MAX as f64 rounds up to 2^63, which does not fit: compare against 2^63.
-        if !t.is_finite() || t < -9_223_372_036_854_775_808.0 || t >= 9_223_372_036_854_775_808.0 {
+        if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&t) {
             return Err(format!("cast: {f} does not fit an integer"));
         }
         Ok(t as i64)
