@@ -642,3 +642,144 @@ fn key_value(col: &ArrayRef, row: usize) -> Result<quiver_core::KeyValue> {
         }),
     }
 }
+
+/// One event of a derived view's inputs, as kept in a push's window state: its times and its
+/// values in [`FeatureView::source_columns`] order (`None`: null).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowEvent {
+    pub event_ts: i64,
+    pub created_ts: Option<i64>,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Sorts one key's events into the engine's event order — event time, then created time (an
+/// absent one first), then arrival (the order given, as a file's rows) — and drops those no
+/// later evaluation can need: for windows, events at or before `latest − longest window`
+/// (evaluations happen at the key's latest event, which only moves forward); for series, all
+/// but the last `periods + 1`. An event needed by either kind is kept.
+pub fn retain_window_events(view: &FeatureView, events: &mut Vec<WindowEvent>) {
+    events.sort_by_key(|e| (e.event_ts, e.created_ts.is_some(), e.created_ts));
+    let Some(latest) = events.last().map(|e| e.event_ts) else {
+        return;
+    };
+    let mut window = None;
+    let mut periods = None;
+    for t in &view.transforms {
+        match t {
+            Transform::Window { window: w, .. } => {
+                window = Some(window.unwrap_or(0).max(window_ns(*w)));
+            }
+            Transform::Series { periods: p, .. } => {
+                periods = Some(periods.unwrap_or(0).max(*p as usize + 1));
+            }
+        }
+    }
+    let n = events.len();
+    let mut index = 0;
+    events.retain(|e| {
+        let i = index;
+        index += 1;
+        window.is_some_and(|w| e.event_ts > latest.saturating_sub(w))
+            || periods.is_some_and(|p| i + p >= n)
+    });
+}
+
+/// A derived view's features at each key's latest event, computed from that key's events
+/// alone (each list in the order [`retain_window_events`] leaves): what `/push` writes online.
+/// It equals `history`'s (`quiver build`'s) row for the key's latest event whenever the events
+/// hold what build reads in the look-back. One record per key, event time its latest event;
+/// a key without events gets `None`.
+pub fn evaluate_at_latest_event(
+    view: &FeatureView,
+    keys: &[Vec<WindowEvent>],
+) -> Result<Vec<Option<quiver_core::Record>>> {
+    let columns = view.source_columns();
+    let mut event_keys: Vec<u32> = Vec::new();
+    let mut times: Vec<i64> = Vec::new();
+    let mut created: Vec<Option<i64>> = Vec::new();
+    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); columns.len()];
+    let (mut query_keys, mut query_times) = (Vec::new(), Vec::new());
+    for (k, events) in keys.iter().enumerate() {
+        let Some(last) = events.last() else { continue };
+        for e in events {
+            event_keys.push(k as u32);
+            times.push(e.event_ts);
+            created.push(e.created_ts);
+            for (c, v) in values.iter_mut().enumerate() {
+                v.push(e.values.get(c).copied().flatten().filter(|x| !x.is_nan()));
+            }
+        }
+        query_keys.push(k as u32);
+        query_times.push(last.event_ts);
+    }
+    let mut fields = vec![
+        ArrowField::new(EVENT_TIMESTAMP, crate::store::timestamp_type(), false),
+        ArrowField::new(CREATED_TIMESTAMP, crate::store::timestamp_type(), true),
+    ];
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(arrow_array::TimestampNanosecondArray::from(times).with_timezone("UTC")),
+        Arc::new(arrow_array::TimestampNanosecondArray::from(created).with_timezone("UTC")),
+    ];
+    for (name, v) in columns.iter().zip(values) {
+        fields.push(ArrowField::new(name, arrow_schema::DataType::Float64, true));
+        arrays.push(Arc::new(Float64Array::from(v)));
+    }
+    let events = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), arrays)
+        .map_err(arrow_err)?;
+    let features =
+        evaluate_transforms(view, &events, &event_keys, &query_keys, &query_times, None)?;
+    let mut out = vec![None; keys.len()];
+    for (q, (&k, &at)) in query_keys.iter().zip(&query_times).enumerate() {
+        out[k as usize] = Some(record_at(view, &features, q, at));
+    }
+    Ok(out)
+}
+
+/// The events of the given keys in the view's source with event time from `start` on (all when
+/// `None`), in file order, as [`WindowEvent`]s: what seeds a push's window state for keys
+/// that have none yet.
+pub fn window_events_of(
+    path: &Path,
+    source: &Source,
+    view: &FeatureView,
+    start: Option<i64>,
+    keys: &[quiver_core::EntityKey],
+) -> Result<Vec<Vec<WindowEvent>>> {
+    let read = read_events(path, source, view, start, None)?;
+    let events = &read.batch;
+    let key_names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
+    let key_cols = key_columns(events, &key_names)?;
+    let wanted: std::collections::HashMap<&quiver_core::EntityKey, usize> =
+        keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let times = times(events, EVENT_TIMESTAMP);
+    let created = created_times(events);
+    let columns = view.source_columns();
+    let value_cols = columns
+        .iter()
+        .map(|c| {
+            events
+                .column_by_name(c)
+                .map(|a| a.as_primitive::<arrow_array::types::Float64Type>().clone())
+                .ok_or_else(|| not_read(c))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = vec![Vec::new(); keys.len()];
+    for row in 0..events.num_rows() {
+        let key = quiver_core::EntityKey(
+            key_cols
+                .iter()
+                .map(|c| key_value(c, row))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let Some(&i) = wanted.get(&key) else { continue };
+        out[i].push(WindowEvent {
+            event_ts: times[row],
+            created_ts: created.as_ref().and_then(|c| c[row]),
+            values: value_cols
+                .iter()
+                .map(|v| v.is_valid(row).then(|| v.value(row)))
+                .collect(),
+        });
+    }
+    Ok(out)
+}

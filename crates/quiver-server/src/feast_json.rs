@@ -257,8 +257,9 @@ pub struct PushedView {
 
 /// Feast's push (`{push_source_name, df, to}`): the rows of `df` go to the online store of every
 /// view that reads the push source (each view takes the columns it knows: join keys, its plain
-/// fields and inputs, the event time; fields with an expression are computed from them), to the
-/// batch source, or both. Everything is checked before anything is written: every view's rows
+/// fields and inputs, the event time; fields with an expression are computed from them; views
+/// with aggregations or time series take their input columns as events and update their windows
+/// incrementally, [`FeatureStore::push_window_events`]), to the batch source, or both. Everything is checked before anything is written: every view's rows
 /// (types, expressions, constraints), then the batch source append is staged (which refuses the
 /// whole batch when a value does not fit its column), then the online writes, and last the
 /// append is committed. A push that fails online appends nothing offline, so retrying it (online
@@ -272,14 +273,26 @@ pub async fn push(
     let (resolved, views) = store.push_source(push_source)?;
     let ts_field = resolved.source.timestamp_field.clone();
     let mut online = Vec::new();
+    let mut windows = Vec::new();
     for served in &views {
         let view = &served.definition;
         if view.is_derived() {
             if to.online() {
-                return Err(Error::InvalidRequest(format!(
-                    "feature view `{}` computes its features from push source `{push_source}` (aggregations, time series or SQL); pushing to it online is not supported yet: push `to: offline` and materialize",
-                    view.name
-                )));
+                if view.sql.is_some() {
+                    return Err(Error::InvalidRequest(format!(
+                        "feature view `{}` reads push source `{push_source}` through `sql`; pushed rows cannot update it online: push `to: offline` and materialize",
+                        view.name
+                    )));
+                }
+                let events =
+                    decode_window_events(view, &ts_field, columns).map_err(|e| match e {
+                        Error::InvalidRequest(m) => Error::InvalidRequest(format!(
+                            "push source `{push_source}`: feature view `{}`: {m}",
+                            view.name
+                        )),
+                        other => other,
+                    })?;
+                windows.push((view.name.clone(), events));
             }
             continue;
         }
@@ -323,6 +336,14 @@ pub async fn push(
             skipped_older: summary.skipped_older,
         });
     }
+    for (view, events) in windows {
+        let summary = store.push_window_events(&view, events).await?;
+        report.views.push(PushedView {
+            view,
+            written: summary.written,
+            skipped_older: summary.skipped_older,
+        });
+    }
     if let Some(pending) = pending {
         let written_online = !report.views.is_empty();
         report.offline_rows = pending.commit().await.map_err(|e| {
@@ -340,4 +361,109 @@ pub async fn push(
         })?;
     }
     Ok(report)
+}
+
+/// The rows of `df` as events of a derived view: join keys, event time, `created` when given,
+/// and each input column ([`quiver_core::FeatureView::source_columns`]) as a float64 (null
+/// allowed).
+fn decode_window_events(
+    view: &quiver_core::FeatureView,
+    ts_field: &str,
+    columns: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(EntityKey, quiver::offline_store::engine::WindowEvent)>> {
+    let column = |name: &str| -> Result<&Vec<serde_json::Value>> {
+        columns
+            .get(name)
+            .ok_or_else(|| Error::InvalidRequest(format!("missing column `{name}`")))?
+            .as_array()
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("column `{name}` must be a list of values"))
+            })
+    };
+    let ts_name = if columns.contains_key("event_timestamp") {
+        "event_timestamp"
+    } else {
+        ts_field
+    };
+    let ts = column(ts_name).map_err(|_| {
+        Error::InvalidRequest(format!(
+            "missing column `event_timestamp` (or `{ts_field}`): the event time of each row, RFC 3339"
+        ))
+    })?;
+    let keys = view
+        .join_keys
+        .iter()
+        .map(|k| column(&k.name).map(|c| (k, c)))
+        .collect::<Result<Vec<_>>>()?;
+    let inputs = view.source_columns();
+    let values = inputs
+        .iter()
+        .map(|c| column(c).map(|v| (c, v)))
+        .collect::<Result<Vec<_>>>()?;
+    let created = columns.get("created").and_then(|c| c.as_array());
+    let n = ts.len();
+    for (name, len) in keys
+        .iter()
+        .map(|(k, c)| (k.name.as_str(), c.len()))
+        .chain(values.iter().map(|(c, v)| (c.as_str(), v.len())))
+        .chain(created.map(|c| ("created", c.len())))
+    {
+        if len != n {
+            return Err(Error::InvalidRequest(format!(
+                "column `{name}` has {len} values but `{ts_name}` has {n}"
+            )));
+        }
+    }
+    let time = |col: &str, i: usize, v: &serde_json::Value| -> Result<Option<i64>> {
+        match Value::from_json(v, quiver_core::ValueType::Scalar(ScalarType::Timestamp)) {
+            Ok(Value::Timestamp(t)) => Ok(Some(t)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(Error::InvalidRequest(format!(
+                "column `{col}` row {i}: {e}"
+            ))),
+        }
+    };
+    (0..n)
+        .map(|i| {
+            let key = EntityKey(
+                keys.iter()
+                    .map(|(k, c)| {
+                        KeyValue::from_json(&c[i], k.key_type).map_err(|e| {
+                            Error::InvalidRequest(format!("column `{}` row {i}: {e}", k.name))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            let event_ts = time(ts_name, i, &ts[i])?.ok_or_else(|| {
+                Error::InvalidRequest(format!("column `{ts_name}` row {i} is null"))
+            })?;
+            let created_ts = match created.map(|c| &c[i]) {
+                None => None,
+                Some(v) => time("created", i, v)?,
+            };
+            let values = values
+                .iter()
+                .map(|(name, col)| {
+                    match Value::from_json(
+                        &col[i],
+                        quiver_core::ValueType::Scalar(ScalarType::Float64),
+                    ) {
+                        Ok(Value::Float64(x)) => Ok(Some(x)),
+                        Ok(_) => Ok(None),
+                        Err(e) => Err(Error::InvalidRequest(format!(
+                            "column `{name}` row {i}: {e}"
+                        ))),
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((
+                key,
+                quiver::offline_store::engine::WindowEvent {
+                    event_ts,
+                    created_ts,
+                    values,
+                },
+            ))
+        })
+        .collect()
 }

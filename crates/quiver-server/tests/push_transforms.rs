@@ -369,3 +369,206 @@ async fn a_push_that_fails_online_appends_nothing_and_its_retry_appends_once() {
     assert_eq!(report.views[0].written, 2);
     assert_eq!(count(), 1 + 2, "the retry appended its rows once");
 }
+
+const WINDOW_DEFS: &str = r#"
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: tx, path: data/tx.csv, timestamp_field: ts}
+  - {name: tx_push, type: push, batch_source: tx}
+feature_views:
+  - name: spend
+    entities: [user]
+    source: tx_push
+    ttl: 3650d
+    aggregations:
+      - {column: amount, functions: [sum, count, mean, min, max, std, last], windows: [1h, 1d]}
+    time_series:
+      - {column: amount, returns: [1], momentum: [2], volatility: [2]}
+"#;
+
+/// One push of `(user, "HH:MM", amount)` events on 2026-03-01, to both sides.
+async fn push_events(store: &FeatureStore, events: &[(i64, &str, Option<f64>)]) -> Value {
+    let df = json!({
+        "user_id": events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        "ts": events.iter().map(|e| format!("2026-03-01T{}:00Z", e.1)).collect::<Vec<_>>(),
+        "amount": events.iter().map(|e| e.2).collect::<Vec<_>>(),
+    });
+    let report = quiver_server::feast_json::push(
+        store,
+        "tx_push",
+        df.as_object().unwrap(),
+        quiver::push::PushTo::OnlineAndOffline,
+    )
+    .await
+    .unwrap();
+    serde_json::to_value(report).unwrap()
+}
+
+/// As a number (ints widened), `None` for null.
+fn number(v: &quiver::core::Value) -> Option<f64> {
+    match v {
+        quiver::core::Value::Null => None,
+        other => Some(other.as_f64().unwrap()),
+    }
+}
+
+/// Checks that the online features of each user equal `quiver build`'s row (the offline
+/// engine's history over the batch source) for that user's latest event.
+async fn assert_online_equals_build(store: &FeatureStore, users: &[i64]) {
+    use quiver::core::{EntityKey, KeyValue};
+    let served = store.view("spend").unwrap().clone();
+    let view = served.definition.clone();
+    let resolved = store.source_of(&view).unwrap().clone();
+    let schema = quiver::offline_store::store::table_schema(&view);
+    let history = quiver::offline_store::engine::history(
+        &resolved.path,
+        &resolved.source,
+        &view,
+        &schema,
+        None,
+        None,
+    )
+    .unwrap()
+    .batch;
+    let ids = history.column(0).as_primitive::<Int64Type>();
+    let times = history
+        .column(1)
+        .as_primitive::<arrow_array::types::TimestampNanosecondType>();
+    for &user in users {
+        // The user's latest event; among equal times, the later row.
+        let row = (0..history.num_rows())
+            .filter(|&r| ids.value(r) == user)
+            .max_by_key(|&r| (times.value(r), r))
+            .unwrap();
+        let key = EntityKey(vec![KeyValue::Int(user)]);
+        let stored = store
+            .online_store()
+            .read(&served.table, &[key])
+            .await
+            .unwrap()
+            .remove(0)
+            .expect("an online record");
+        assert_eq!(stored.event_ts, times.value(row), "user {user}: event time");
+        for (i, field) in view.fields.iter().enumerate() {
+            let column = history.column_by_name(&field.name).unwrap();
+            let built = (!column.is_null(row)).then(|| match column.data_type() {
+                arrow_schema::DataType::Int64 => {
+                    column.as_primitive::<Int64Type>().value(row) as f64
+                }
+                _ => column.as_primitive::<Float64Type>().value(row),
+            });
+            let online = number(&stored.values[i]);
+            let same = match (online, built) {
+                (Some(a), Some(b)) => a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
+                (a, b) => a == b,
+            };
+            assert!(
+                same,
+                "user {user}: `{}` online {online:?}, build {built:?}",
+                field.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_events_update_windows_incrementally_as_build_computes_them() {
+    use quiver::online_store::memory::MemoryStore;
+    use quiver::online_store::{Faulty, OnlineStore};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("quiver.yaml"), "project: windows\n").unwrap();
+    std::fs::write(dir.path().join("features/defs.yaml"), WINDOW_DEFS).unwrap();
+    // History already in the batch source: the first push of user 1 seeds its window from it.
+    std::fs::write(
+        dir.path().join("data/tx.csv"),
+        "user_id,ts,amount\n1,2026-03-01T09:00:00Z,5\n1,2026-03-01T09:30:00Z,7\n9,2026-03-01T08:00:00Z,1\n",
+    )
+    .unwrap();
+    let faulty = Faulty::new(MemoryStore::new(Default::default()));
+    let online: Arc<dyn OnlineStore> = Arc::new(faulty.clone());
+    let project = quiver::Project::load(dir.path()).unwrap();
+    let mut store = FeatureStore::with_stores(project, online, None)
+        .await
+        .unwrap();
+    store.apply().await.unwrap();
+
+    let report = push_events(&store, &[(1, "10:00", Some(10.0)), (2, "10:00", Some(2.5))]).await;
+    assert_eq!(report["views"][0]["view"], "spend");
+    assert_eq!(report["views"][0]["written"], 2);
+    assert_online_equals_build(&store, &[1, 2]).await;
+    // The 09:00 event is exactly 1h before 10:00: out of the 1h window, in the 1d one.
+    let served = store.view("spend").unwrap().clone();
+    let field = |name: &str| served.definition.field_index(name).unwrap();
+    let one = quiver::core::EntityKey(vec![quiver::core::KeyValue::Int(1)]);
+    let read_one = || async {
+        store
+            .online_store()
+            .read(&served.table, std::slice::from_ref(&one))
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap()
+    };
+    let r = read_one().await;
+    assert_eq!(number(&r.values[field("amount__sum__1h")]), Some(17.0));
+    assert_eq!(number(&r.values[field("amount__sum__1d")]), Some(22.0));
+
+    // A null value, equal times, a new user.
+    push_events(
+        &store,
+        &[
+            (1, "10:20", None),
+            (2, "10:05", Some(4.0)),
+            (2, "10:05", Some(6.0)),
+            (3, "11:00", Some(1.0)),
+        ],
+    )
+    .await;
+    assert_online_equals_build(&store, &[1, 2, 3]).await;
+    // A late event: user 1's latest stays 10:20, its 1h window (09:20, 10:20] now counts the
+    // 09:50 event beside 09:30 and 10:00 (7 + 100 + 10; the 10:20 value is null).
+    push_events(&store, &[(1, "09:50", Some(100.0))]).await;
+    assert_online_equals_build(&store, &[1]).await;
+    assert_eq!(
+        number(&read_one().await.values[field("amount__sum__1h")]),
+        Some(117.0)
+    );
+    // Hours later: the 1h window has emptied, the 1d window has not; series move on.
+    push_events(&store, &[(2, "12:00", Some(3.0)), (1, "23:00", Some(0.5))]).await;
+    assert_online_equals_build(&store, &[1, 2]).await;
+
+    // Each push wrote online twice (the features, then the window state), nothing else.
+    assert_eq!(faulty.calls().writes, 2 * 4);
+    // A push failing online changes neither side; its retry counts every event once.
+    faulty.fail_all(true);
+    let df = json!({"user_id": [2], "ts": ["2026-03-01T12:30:00Z"], "amount": [50.0]});
+    let err = quiver_server::feast_json::push(
+        &store,
+        "tx_push",
+        df.as_object().unwrap(),
+        quiver::push::PushTo::OnlineAndOffline,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), quiver::ErrorKind::Unavailable);
+    faulty.fail_all(false);
+    push_events(&store, &[(2, "12:30", Some(50.0))]).await;
+    assert_online_equals_build(&store, &[2]).await;
+
+    // Incremental, not recomputed from the source: with the batch file emptied, user 3's next
+    // event still meets its 11:00 event in the window state.
+    std::fs::write(dir.path().join("data/tx.csv"), "user_id,ts,amount\n").unwrap();
+    push_events(&store, &[(3, "11:30", Some(2.0))]).await;
+    let three = quiver::core::EntityKey(vec![quiver::core::KeyValue::Int(3)]);
+    let r = store
+        .online_store()
+        .read(&served.table, &[three])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(number(&r.values[field("amount__sum__1h")]), Some(3.0));
+    assert_eq!(number(&r.values[field("amount__count__1h")]), Some(2.0));
+}

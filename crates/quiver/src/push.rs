@@ -20,7 +20,10 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, TimeUnit};
-use quiver_core::SourceFormat;
+use quiver_core::definitions::Transform;
+use quiver_core::{EntityKey, FeatureView, Record, ScalarType, SourceFormat, Value, ValueType};
+use quiver_offline::engine::WindowEvent;
+use quiver_online::{ViewTable, WriteSummary};
 use serde_json::{Map, Value as Json};
 
 use crate::catalog::{ResolvedSource, ServedView};
@@ -513,5 +516,210 @@ fn csv_cell(value: &Json) -> String {
         }
         Json::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The online window state of a derived view: per entity key, the events its next evaluation
+/// needs (`retain_window_events`), stored as one record in a table beside the view's own
+/// (`{view}#window`, same version; `#` cannot appear in a view name):
+/// `[event times, created times (i64::MIN: none), one float64 list per input column (NaN:
+/// null)]`.
+fn window_state_table(table: &ViewTable, view: &FeatureView) -> ViewTable {
+    let mut types = vec![
+        ValueType::List(ScalarType::Timestamp),
+        ValueType::List(ScalarType::Int64),
+    ];
+    types.extend(
+        view.source_columns()
+            .iter()
+            .map(|_| ValueType::List(ScalarType::Float64)),
+    );
+    ViewTable {
+        project: table.project.clone(),
+        view: format!("{}#window", table.view),
+        version: table.version,
+        types: types.into(),
+        // Windows only: a state untouched for its longest window is no longer needed (a
+        // later push seeds it again from the batch source). Series keep theirs.
+        ttl: quiver_offline::engine::lookback_ns(view)
+            .filter(|_| {
+                view.transforms
+                    .iter()
+                    .all(|t| matches!(t, Transform::Window { .. }))
+            })
+            .map(|ns| std::time::Duration::from_nanos(ns.max(1) as u64)),
+    }
+}
+
+const NO_CREATED: i64 = i64::MIN;
+
+fn encode_window_state(events: &[WindowEvent], columns: usize) -> Record {
+    let mut values = vec![
+        Value::TimestampList(events.iter().map(|e| e.event_ts).collect()),
+        Value::Int64List(
+            events
+                .iter()
+                .map(|e| e.created_ts.unwrap_or(NO_CREATED))
+                .collect(),
+        ),
+    ];
+    for c in 0..columns {
+        values.push(Value::Float64List(
+            events
+                .iter()
+                .map(|e| e.values.get(c).copied().flatten().unwrap_or(f64::NAN))
+                .collect(),
+        ));
+    }
+    Record {
+        event_ts: events.last().map_or(0, |e| e.event_ts),
+        created_ts: None,
+        values,
+    }
+}
+
+fn decode_window_state(record: &Record, columns: usize) -> Result<Vec<WindowEvent>> {
+    let corrupt = || Error::Internal("a window state record does not have its layout".into());
+    let (Some(Value::TimestampList(times)), Some(Value::Int64List(created))) =
+        (record.values.first(), record.values.get(1))
+    else {
+        return Err(corrupt());
+    };
+    let lists = (0..columns)
+        .map(|c| match record.values.get(2 + c) {
+            Some(Value::Float64List(v)) if v.len() == times.len() => Ok(v),
+            _ => Err(corrupt()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if created.len() != times.len() {
+        return Err(corrupt());
+    }
+    Ok((0..times.len())
+        .map(|i| WindowEvent {
+            event_ts: times[i],
+            created_ts: (created[i] != NO_CREATED).then_some(created[i]),
+            values: lists
+                .iter()
+                .map(|l| Some(l[i]).filter(|x| !x.is_nan()))
+                .collect(),
+        })
+        .collect())
+}
+
+/// One lock per view version's window state: pushes into one view read, extend and write its
+/// state one at a time in this process.
+fn window_lock(table: &ViewTable) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    locks.entry(table.key_prefix("")).or_default().clone()
+}
+
+impl FeatureStore {
+    /// Pushed events of a derived view (aggregations, time series) update its online features
+    /// incrementally: the events join each key's window state (read from the online store, or
+    /// seeded once from the batch source for a key without one), the state keeps what the next
+    /// evaluation needs, and the key's features are evaluated at its latest event by the same
+    /// operators `quiver build` runs, so they equal build's row for that event. The features
+    /// are written newer-wins (event time: the key's latest event), then the state. Returns
+    /// what the feature write did.
+    pub async fn push_window_events(
+        &self,
+        view_name: &str,
+        events: Vec<(EntityKey, WindowEvent)>,
+    ) -> Result<WriteSummary> {
+        let served = self.view(view_name)?.clone();
+        let view = served.definition.clone();
+        if !view.is_derived() {
+            return Err(Error::Internal(format!(
+                "feature view `{view_name}` has no aggregations or time series"
+            )));
+        }
+        if view.sql.is_some() {
+            return Err(Error::InvalidRequest(format!(
+                "feature view `{view_name}` reads its source through `sql`; pushed rows cannot update it online: push `to: offline` and materialize"
+            )));
+        }
+        if events.is_empty() {
+            return Ok(WriteSummary::default());
+        }
+        let lock = window_lock(&served.table);
+        let _guard = lock.lock().await;
+        let columns = view.source_columns().len();
+        let state_table = window_state_table(&served.table, &view);
+        let mut keys: Vec<EntityKey> = Vec::new();
+        let mut pushed: Vec<Vec<WindowEvent>> = Vec::new();
+        let mut index: std::collections::HashMap<EntityKey, usize> = Default::default();
+        for (key, event) in events {
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                pushed.push(Vec::new());
+                keys.len() - 1
+            });
+            pushed[i].push(event);
+        }
+        let stored = self.online_store().read(&state_table, &keys).await?;
+        let mut lists: Vec<Vec<WindowEvent>> = Vec::with_capacity(keys.len());
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, record) in stored.iter().enumerate() {
+            match record {
+                Some(r) => lists.push(decode_window_state(r, columns)?),
+                None => {
+                    missing.push(i);
+                    lists.push(Vec::new());
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let earliest = missing
+                .iter()
+                .flat_map(|&i| pushed[i].iter().map(|e| e.event_ts))
+                .min()
+                .unwrap_or(i64::MAX);
+            let start = quiver_offline::engine::lookback_ns(&view)
+                .map(|back| earliest.saturating_sub(back));
+            let resolved = self.source_of(&view)?.clone();
+            let seed_keys: Vec<EntityKey> = missing.iter().map(|&i| keys[i].clone()).collect();
+            let seed_view = view.clone();
+            let seeded = tokio::task::spawn_blocking(move || {
+                quiver_offline::engine::window_events_of(
+                    &resolved.path,
+                    &resolved.source,
+                    &seed_view,
+                    start,
+                    &seed_keys,
+                )
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("window seed task failed: {e}")))??;
+            for (&i, events) in missing.iter().zip(seeded) {
+                lists[i] = events;
+            }
+        }
+        for (list, new) in lists.iter_mut().zip(pushed) {
+            list.extend(new);
+            quiver_offline::engine::retain_window_events(&view, list);
+        }
+        let records = quiver_offline::engine::evaluate_at_latest_event(&view, &lists)?;
+        let rows: Vec<(EntityKey, Record)> = keys
+            .iter()
+            .cloned()
+            .zip(records)
+            .filter_map(|(k, r)| r.map(|r| (k, r)))
+            .collect();
+        // Features first: if the state write then fails, the push fails and its retry adds the
+        // same events to the old state once.
+        let summary = self.write_to_online_store(view_name, &rows).await?;
+        let states: Vec<(EntityKey, Record)> = keys
+            .into_iter()
+            .zip(&lists)
+            .map(|(k, list)| (k, encode_window_state(list, columns)))
+            .collect();
+        self.online_store().write(&state_table, &states).await?;
+        Ok(summary)
     }
 }
