@@ -571,4 +571,11 @@ async fn pushed_events_update_windows_incrementally_as_build_computes_them() {
         .unwrap();
     assert_eq!(number(&r.values[field("amount__sum__1h")]), Some(3.0));
     assert_eq!(number(&r.values[field("amount__count__1h")]), Some(2.0));
+
+    // The window state is served with its view: `prune-online` leaves it.
+    let versions = store.online_versions().await.unwrap();
+    let state = versions.iter().find(|v| v.view == "spend#window").unwrap();
+    assert!(state.served && state.keys == 3, "{versions:?}");
+    let pruned = store.prune_online(Some(0), false).await.unwrap();
+    assert!(pruned.removed.is_empty(), "{pruned:?}");
 }

@@ -111,15 +111,19 @@ impl FeatureStore {
     }
 
     /// Every view version the online store holds records of, with its size; served versions
-    /// (the active one, and those a feature service pins) are marked.
+    /// (the active one, and those a feature service pins) are marked, and so is the window
+    /// state of a served aggregation view (`{view}#window`).
     pub async fn online_versions(&self) -> Result<Vec<OnlineVersion>> {
         let sizes: Vec<TableSize> = self.online_store().table_sizes(self.project_name()).await?;
         let registry = self.registry().ok();
         Ok(sizes
             .into_iter()
             .map(|s| {
+                // A view's window state (`{view}#window`, pushes into aggregations) is served
+                // with its view version.
+                let view = s.view.strip_suffix("#window").unwrap_or(&s.view);
                 let served =
-                    registry.is_some_and(|r| r.served_versions(&s.view).contains(&s.version));
+                    registry.is_some_and(|r| r.served_versions(view).contains(&s.version));
                 OnlineVersion {
                     view: s.view,
                     version: s.version,
