@@ -27,6 +27,7 @@ pub mod error;
 pub mod feast_json;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -286,6 +287,11 @@ pub async fn serve_with(
     on_bound: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // TLS settings are checked before the port is bound: a bad certificate stops the start.
+    let acceptor = match &store.project().config.server.tls {
+        Some(config) => Some(tls::acceptor(config, &store.project().dir)?),
+        None => None,
+    };
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let state = AppState::new(store)
@@ -342,10 +348,18 @@ pub async fn serve_with(
     let exporter = export_schedule(state.clone());
     let spill = spill_replayer(state.clone());
     on_bound(bound);
-    tracing::info!(addr = %bound, "feature server listening");
-    let result = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = match acceptor {
+        Some(acceptor) => {
+            tracing::info!(addr = %bound, tls = true, "feature server listening");
+            tls::serve(listener, router(state.clone()), acceptor, shutdown).await
+        }
+        None => {
+            tracing::info!(addr = %bound, "feature server listening");
+            axum::serve(listener, router(state.clone()))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     watcher.abort();
     upkeep.abort();
     if let Some(k) = key_counts {

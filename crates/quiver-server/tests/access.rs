@@ -384,3 +384,210 @@ fn misconfigured_tokens_are_named() {
     );
     assert!(from(json!({})).is_none());
 }
+
+/// A minimal HTTPS client over tokio-rustls and hyper, trusting one CA file and optionally
+/// presenting a client certificate (reqwest's rustls backend would need a process-wide crypto
+/// provider for every other test's client).
+struct Https {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Https {
+    fn new(ca: &Path, identity: Option<(&Path, &Path)>) -> Https {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_file_iter(cert)
+                        .unwrap()
+                        .map(Result::unwrap)
+                        .collect(),
+                    PrivateKeyDer::from_pem_file(key).unwrap(),
+                )
+                .unwrap(),
+        };
+        Https {
+            config: Arc::new(config),
+        }
+    }
+
+    /// `GET path` on `addr`: the status and body, or what failed (handshake, certificate).
+    async fn get(&self, addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+        use http_body_util::BodyExt as _;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        let conn = tokio::spawn(conn);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let chain = |e: &dyn std::error::Error| {
+            let mut text = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        };
+        let response = match sender.send_request(request).await {
+            Ok(r) => r,
+            // The connection's own error says why (a TLS alert from the server).
+            Err(e) => {
+                return Err(match conn.await {
+                    Ok(Err(conn_err)) => chain(&conn_err),
+                    _ => chain(&e),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_the_servers_certificate_and_refusals_that_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = quiver_test_utils::TestPki::generate(&dir.path().join("pki"));
+    // Relative paths resolve from the project directory.
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::rename(&pki.dir, project.join("pki")).unwrap();
+    let tls = "  tls: {cert: pki/server.pem, key: pki/server.key}\n";
+    write_project(&project, tls);
+    let mut store = FeatureStore::open(&project).await.unwrap();
+    store.apply().await.unwrap();
+    let server = common::spawn(store, ServeOptions::default()).await;
+    let good = Https::new(&project.join("pki/ca.pem"), None);
+
+    let (status, body) = good.get(server.addr, "/livez").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // A client that does not trust the issuing CA refuses the server.
+    let wrong = Https::new(&project.join("pki/other-ca.pem"), None);
+    let err = wrong.get(server.addr, "/livez").await.unwrap_err();
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/livez", server.addr))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // ...and the server keeps serving the others.
+    let (status, _) = good.get(server.addr, "/livez").await.unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_server_certificate_is_refused_by_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = quiver_test_utils::TestPki::generate(&dir.path().join("pki"));
+    let tls = format!(
+        "  tls: {{cert: {}, key: {}}}\n",
+        pki.expired_cert.display(),
+        pki.expired_key.display()
+    );
+    let (_project, server) = serve(&tls).await;
+    let err = Https::new(&pki.ca, None)
+        .get(server.addr, "/livez")
+        .await
+        .unwrap_err();
+    assert!(err.contains("certificate expired"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_when_a_client_ca_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = quiver_test_utils::TestPki::generate(&dir.path().join("pki"));
+    let tls = |mode: &str| {
+        format!(
+            "  tls: {{cert: {}, key: {}, client_ca: {}, client_auth: {mode}}}\n",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca.display()
+        )
+    };
+    let with_cert = Https::new(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
+    let without = Https::new(&pki.ca, None);
+    // A certificate from the right CA, but expired (and made for a server).
+    let expired = Https::new(&pki.ca, Some((&pki.expired_cert, &pki.expired_key)));
+
+    let (_project, server) = serve(&tls("required")).await;
+    assert_eq!(with_cert.get(server.addr, "/livez").await.unwrap().0, 200);
+    let err = without.get(server.addr, "/livez").await.unwrap_err();
+    assert!(err.contains("CertificateRequired"), "{err}");
+    assert!(expired.get(server.addr, "/livez").await.is_err());
+    assert_eq!(with_cert.get(server.addr, "/livez").await.unwrap().0, 200);
+
+    let (_project, server) = serve(&tls("optional")).await;
+    assert_eq!(without.get(server.addr, "/livez").await.unwrap().0, 200);
+    assert_eq!(with_cert.get(server.addr, "/livez").await.unwrap().0, 200);
+    assert!(expired.get(server.addr, "/livez").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tls_settings_stop_the_start_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = quiver_test_utils::TestPki::generate(&dir.path().join("pki"));
+    let project = dir.path().join("project");
+    let cases = [
+        (
+            format!(
+                "  tls: {{cert: missing.pem, key: {}}}\n",
+                pki.server_key.display()
+            ),
+            "server.tls.cert: cannot read PEM certificates from",
+        ),
+        (
+            format!(
+                "  tls: {{cert: {}, key: {}}}\n",
+                pki.server_cert.display(),
+                pki.client_key.display()
+            ),
+            "do not go together",
+        ),
+    ];
+    for (tls, expected) in cases {
+        write_project(&project, &tls);
+        let mut store = FeatureStore::open(&project).await.unwrap();
+        store.apply().await.unwrap();
+        let err = quiver_server::serve_with(
+            store,
+            "127.0.0.1:0".parse().unwrap(),
+            ServeOptions::default(),
+            |_| {},
+            async {},
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}

@@ -6,6 +6,9 @@
 //! - [`postgres`]: [`PostgresServer`], a fresh `initdb` cluster served by `postgres` on an
 //!   ephemeral loopback port (optionally with TimescaleDB), stopped and deleted when dropped.
 //!
+//! - [`tls`]: [`TestPki`], a CA and certificates generated at test time (server, expired,
+//!   client, and a CA that signed none of them).
+//!
 //! - `process.rs`: what both share (ephemeral ports, start retries, kill by pid).
 //!
 //! Fixtures use plain `std` (no async runtime), so any test, sync or async, can use them.
@@ -14,6 +17,8 @@ pub mod postgres;
 mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod tls;
 
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;
+pub use tls::TestPki;

@@ -188,6 +188,36 @@ pub struct ServerConfig {
     /// Most requests handled at once (past it: 429 with `Retry-After`); absent: no bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<usize>,
+    /// HTTPS (rustls) with this certificate and key, and optionally client certificates;
+    /// absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `server.tls`: the server's certificate chain and key (PEM files; relative paths resolve
+/// from the project directory), and the CA client certificates must chain to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Verify client certificates against these CA certificates (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (default: a client without a valid certificate is refused
+    /// at the handshake) or `optional` (one without any certificate is let through to the
+    /// token check; a presented certificate must still be valid).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Whether a client certificate is required when `client_ca` is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
 }
 
 /// `server.auth`: who may call what.
@@ -340,6 +370,7 @@ impl Default for ServerConfig {
             key_count_interval: default_key_count_interval(),
             auth: None,
             max_concurrent_requests: None,
+            tls: None,
         }
     }
 }

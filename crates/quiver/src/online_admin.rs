@@ -122,8 +122,7 @@ impl FeatureStore {
                 // A view's window state (`{view}#window`, pushes into aggregations) is served
                 // with its view version.
                 let view = s.view.strip_suffix("#window").unwrap_or(&s.view);
-                let served =
-                    registry.is_some_and(|r| r.served_versions(view).contains(&s.version));
+                let served = registry.is_some_and(|r| r.served_versions(view).contains(&s.version));
                 OnlineVersion {
                     view: s.view,
                     version: s.version,

@@ -56,11 +56,16 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
             },
         }),
     };
+    let scheme = if store.project().config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     quiver_server::serve_with(
         store,
         addr,
         options,
-        |bound| say!("Quiver feature server listening on http://{bound}"),
+        move |bound| say!("Quiver feature server listening on {scheme}://{bound}"),
         shutdown,
     )
     .await
