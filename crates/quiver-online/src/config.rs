@@ -96,6 +96,44 @@ pub struct RedisConfig {
     /// [`crate::resilient`]).
     #[serde(default)]
     pub resilience: crate::resilient::ResilienceConfig,
+    /// TLS settings of a `rediss://` URL: a CA to verify the server with, and a client
+    /// certificate for mutual TLS. Absent: the system's trust store, no client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RedisTlsConfig>,
+}
+
+/// `online_store.tls`: PEM files (relative paths resolve from the project directory).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTlsConfig {
+    /// Verify the server against these CA certificates instead of the system's trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (with `key_file`) for servers that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl RedisTlsConfig {
+    /// The same settings with relative paths resolved from `dir`.
+    pub fn resolved(&self, dir: &Path) -> RedisTlsConfig {
+        let resolve = |p: &Option<std::path::PathBuf>| {
+            p.as_ref().map(|p| {
+                if p.is_absolute() {
+                    p.clone()
+                } else {
+                    dir.join(p)
+                }
+            })
+        };
+        RedisTlsConfig {
+            ca_file: resolve(&self.ca_file),
+            cert_file: resolve(&self.cert_file),
+            key_file: resolve(&self.key_file),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -110,6 +148,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("compression_threshold", &self.compression_threshold)
             .field("default_ttl", &self.default_ttl)
             .field("resilience", &self.resilience)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -216,10 +255,14 @@ pub async fn open(config: &OnlineStoreConfig, base_dir: &Path) -> Result<Arc<dyn
         }
         // A remote store never hangs a caller: every call is bounded, reads are retried within
         // the caller's deadline, and a circuit breaker fails fast while the server is down.
-        OnlineStoreConfig::Redis(c) => Arc::new(crate::resilient::Resilient::new(
-            redis::RedisStore::connect(c).await?,
-            c.resilience.clone(),
-        )?),
+        OnlineStoreConfig::Redis(c) => {
+            let mut c = c.clone();
+            c.tls = c.tls.as_ref().map(|t| t.resolved(base_dir));
+            Arc::new(crate::resilient::Resilient::new(
+                redis::RedisStore::connect(&c).await?,
+                c.resilience.clone(),
+            )?)
+        }
         OnlineStoreConfig::Memory(_) => Arc::new(memory::MemoryStore::new(config.record_codec())),
     })
 }

@@ -63,6 +63,8 @@ impl Backend for Embedded {
 struct Redis {
     store: RedisStore,
     server: RedisServer,
+    /// Certificates of a TLS server, kept for its lifetime.
+    _pki: Option<tempfile::TempDir>,
 }
 
 impl Backend for Redis {
@@ -127,11 +129,67 @@ async fn redis() -> Redis {
     let server = RedisServer::start();
     let config = redis_config(&server.url());
     let store = RedisStore::connect(&config).await.unwrap();
-    Redis { store, server }
+    Redis {
+        store,
+        server,
+        _pki: None,
+    }
 }
 
 async fn resilient_redis() -> ResilientRedis {
     ResilientRedis(redis().await)
+}
+
+/// Redis over TLS with mutual authentication: the server verified against the test CA, the
+/// store presenting a client certificate the server requires.
+async fn redis_tls() -> Redis {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = quiver_test_utils::TestPki::generate(pki_dir.path());
+    let server = RedisServer::start_tls(&pki.server_cert, &pki.server_key, &pki.ca, true);
+    let config: RedisConfig = serde_json::from_value(serde_json::json!({
+        "url": server.tls_url(),
+        "tls": {"ca_file": pki.ca, "cert_file": pki.client_cert, "key_file": pki.client_key},
+    }))
+    .unwrap();
+    let store = RedisStore::connect(&config).await.unwrap();
+    Redis {
+        store,
+        server,
+        _pki: Some(pki_dir),
+    }
+}
+
+/// Redis under the least-privilege ACL user the README documents.
+async fn redis_acl() -> Redis {
+    let server = RedisServer::start();
+    create_acl_user(&server.url(), "quiver", "s3cret").await;
+    let url = format!("redis://quiver:s3cret@127.0.0.1:{}", server.port());
+    let store = RedisStore::connect(&redis_config(&url)).await.unwrap();
+    Redis {
+        store,
+        server,
+        _pki: None,
+    }
+}
+
+/// `ACL SETUSER` with exactly [`quiver_online::redis::ACL_COMMANDS`], through the admin (default)
+/// user.
+pub async fn create_acl_user(admin_url: &str, user: &str, password: &str) {
+    let client = ::redis::Client::open(admin_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = ::redis::cmd("ACL");
+    cmd.arg("SETUSER")
+        .arg(user)
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg("resetkeys")
+        .arg("~quiver:*")
+        .arg("resetchannels")
+        .arg("-@all");
+    for rule in quiver_online::redis::ACL_COMMANDS.split_whitespace() {
+        cmd.arg(rule);
+    }
+    let () = cmd.query_async(&mut conn).await.unwrap();
 }
 
 fn redis_config(url: &str) -> RedisConfig {
@@ -175,6 +233,8 @@ conformance_suite!(memory, super::memory);
 conformance_suite!(embedded, super::embedded);
 conformance_suite!(redis, super::redis);
 conformance_suite!(resilient_redis, super::resilient_redis);
+conformance_suite!(redis_tls, super::redis_tls);
+conformance_suite!(redis_acl, super::redis_acl);
 
 mod cases {
     use super::*;

@@ -481,3 +481,198 @@ async fn a_write_that_fails_midway_says_how_many_rows_were_applied() {
     let read = store.read(&table, &keys).await.unwrap();
     assert_eq!(read[1499].as_ref().unwrap().values, rows[1499].1.values);
 }
+
+mod tls_and_acl {
+    use super::*;
+    use quiver_online::records::{PutRecord, RecordSpace};
+
+    fn tls_config(
+        url: &str,
+        ca: &std::path::Path,
+        client: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> RedisConfig {
+        let mut tls = serde_json::json!({ "ca_file": ca });
+        if let Some((cert, key)) = client {
+            tls["cert_file"] = serde_json::json!(cert);
+            tls["key_file"] = serde_json::json!(key);
+        }
+        config(
+            url,
+            serde_json::json!({ "tls": tls, "connect_timeout": "2s" }),
+        )
+    }
+
+    #[tokio::test]
+    async fn tls_refuses_a_server_from_another_ca_and_a_missing_client_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = quiver_test_utils::TestPki::generate(dir.path());
+        let server = RedisServer::start_tls(&pki.server_cert, &pki.server_key, &pki.ca, true);
+        let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+
+        // Verified against the right CA, with the client certificate: works.
+        let store = RedisStore::connect(&tls_config(&server.tls_url(), &pki.ca, client))
+            .await
+            .unwrap();
+        let t = table(None);
+        store.write(&t, &[row(1)]).await.unwrap();
+        assert!(store.read(&t, &[row(1).0]).await.unwrap()[0].is_some());
+
+        // The wrong CA: refused, and the message says the certificate is not trusted.
+        let err = RedisStore::connect(&tls_config(&server.tls_url(), &pki.other_ca, client))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, OnlineError::Unavailable { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("invalid peer certificate"), "{text}");
+        assert!(text.contains("rediss://127.0.0.1"), "{text}");
+
+        // No client certificate where the server requires one: refused.
+        assert!(
+            RedisStore::connect(&tls_config(&server.tls_url(), &pki.ca, None))
+                .await
+                .is_err()
+        );
+
+        // Settings that cannot work are configuration errors naming the field.
+        let err = RedisStore::connect(&tls_config(&server.url(), &pki.ca, None))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("`online_store.tls` needs a `rediss://` url"),
+            "{err}"
+        );
+        let mut half = tls_config(&server.tls_url(), &pki.ca, client);
+        half.tls.as_mut().unwrap().key_file = None;
+        let err = RedisStore::connect(&half).await.err().unwrap().to_string();
+        assert!(err.contains("go together"), "{err}");
+        let mut missing = tls_config(&server.tls_url(), &pki.ca, client);
+        missing.tls.as_mut().unwrap().ca_file = Some(dir.path().join("nope.pem"));
+        let err = RedisStore::connect(&missing)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("`online_store.tls.ca_file`: cannot read") && err.contains("nope.pem"),
+            "{err}"
+        );
+    }
+
+    async fn admin(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+        ::redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_documented_acl_user_can_do_everything_quiver_does_and_nothing_else() {
+        let server = RedisServer::start();
+        let mut conn = admin(&server).await;
+        let mut setuser = ::redis::cmd("ACL");
+        setuser.arg(&[
+            "SETUSER",
+            "quiver",
+            "on",
+            ">s3cret",
+            "resetkeys",
+            "~quiver:*",
+            "resetchannels",
+            "-@all",
+        ]);
+        for rule in quiver_online::redis::ACL_COMMANDS.split_whitespace() {
+            setuser.arg(rule);
+        }
+        let () = setuser.query_async(&mut conn).await.unwrap();
+        let url = format!("redis://quiver:s3cret@127.0.0.1:{}", server.port());
+        let store = RedisStore::connect(&config(&url, serde_json::json!({})))
+            .await
+            .unwrap();
+
+        // Records and their export queue, in their own database.
+        let records = store.records().unwrap();
+        let space = RecordSpace {
+            name: "orders".into(),
+            key_prefix: "quiver:proj:records:{orders}".into(),
+            ttl: Some(Duration::from_secs(60)),
+            db: Some(3),
+            cache: true,
+        };
+        records
+            .put(
+                &space,
+                &[PutRecord {
+                    id: "o1".into(),
+                    payload: b"{}".to_vec(),
+                    aliases: vec!["latest".into()],
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            records.get(&space, "latest").await.unwrap(),
+            Some(b"{}".to_vec())
+        );
+        let claimed = records
+            .claim(&space, "exporter-1", 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        records.ack(&space, &[claimed[0].position]).await.unwrap();
+        assert_eq!(records.stats(&space).await.unwrap().pending, 0);
+        assert!(records.delete(&space, "o1").await.unwrap());
+        // Locks (stampede protection across servers).
+        let locks = store.shared_locks().unwrap();
+        let token = locks
+            .try_lock("warm", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            locks
+                .extend("warm", &token, Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        assert!(locks.unlock("warm", &token).await.unwrap());
+        // Health: ping and memory.
+        store.ping().await.unwrap();
+        assert!(store.memory().await.unwrap().is_some());
+
+        // Outside the rule, Redis refuses: other commands, other keys.
+        let mut as_quiver = ::redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        for cmd in [
+            ::redis::cmd("FLUSHALL"),
+            ::redis::cmd("KEYS").arg("*").clone(),
+            ::redis::cmd("CONFIG").arg("GET").arg("*").clone(),
+            ::redis::cmd("SET").arg("other:key").arg("1").clone(),
+            ::redis::cmd("GET").arg("other:key").clone(),
+        ] {
+            let err = cmd
+                .query_async::<::redis::Value>(&mut as_quiver)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_the_acl_rule_quiver_is_tested_under() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        assert!(
+            readme.contains(quiver_online::redis::ACL_COMMANDS),
+            "README.md must show the ACL rule: {}",
+            quiver_online::redis::ACL_COMMANDS
+        );
+    }
+}

@@ -10,11 +10,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{kill, read_log, restart_until, signal, start_on_free_port};
+use crate::process::{free_port, kill, read_log, restart_until, signal, start_on_free_port};
 
 /// How long a fresh server may take to answer PING before we give up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,19 @@ pub struct RedisServer {
     stopped: bool,
     /// `appendonly yes`, `appendfsync always`: a restart replays what was acknowledged.
     durable: bool,
+    /// A TLS port beside the plain one (which stays for readiness checks and admin).
+    tls: Option<TlsPort>,
+}
+
+/// The TLS side of a server: its port and the PEM files it was started with.
+#[derive(Clone, Debug)]
+struct TlsPort {
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    /// `--tls-auth-clients yes`: clients must present a certificate from `ca`.
+    require_client_certs: bool,
 }
 
 impl RedisServer {
@@ -49,7 +62,33 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// [`start`](Self::start) with a TLS port too (`--tls-port`), serving `cert`/`key` and
+    /// trusting client certificates from `ca` (required when `require_client_certs`). The plain
+    /// port stays open on loopback for readiness checks and admin; clients under test use
+    /// [`tls_url`](Self::tls_url).
+    pub fn start_tls(
+        cert: &Path,
+        key: &Path,
+        ca: &Path,
+        require_client_certs: bool,
+    ) -> RedisServer {
+        Self::start_inner(
+            false,
+            Some(TlsPort {
+                port: 0,
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                ca: ca.to_path_buf(),
+                require_client_certs,
+            }),
+        )
+    }
+
     fn start_with(durable: bool) -> RedisServer {
+        Self::start_inner(durable, None)
+    }
+
+    fn start_inner(durable: bool, tls: Option<TlsPort>) -> RedisServer {
         let binary = find_on_path("redis-server").unwrap_or_else(|| {
             panic!(
                 "`redis-server` is not on PATH; the Redis tests need a real server \
@@ -67,12 +106,23 @@ impl RedisServer {
             dir,
             stopped: false,
             durable,
+            tls,
         };
         server.port = start_on_free_port("redis-server", START_ATTEMPTS, |port| {
             server.port = port;
+            if let Some(tls) = &mut server.tls {
+                // Another pick; a collision makes redis-server exit and the attempt retry.
+                tls.port = free_port();
+            }
             server.spawn()
         });
         server
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` (panics for a server started without TLS).
+    pub fn tls_url(&self) -> String {
+        let tls = self.tls.as_ref().expect("a server started with start_tls");
+        format!("rediss://127.0.0.1:{}", tls.port)
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -150,6 +200,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
+            .args(self.tls_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -180,6 +231,34 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl RedisServer {
+    fn tls_args(&self) -> Vec<std::ffi::OsString> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--tls-port".into(), tls.port.to_string().into()];
+        for (flag, path) in [
+            ("--tls-cert-file", &tls.cert),
+            ("--tls-key-file", &tls.key),
+            ("--tls-ca-cert-file", &tls.ca),
+        ] {
+            args.push(flag.into());
+            args.push(path.into());
+        }
+        args.push("--tls-auth-clients".into());
+        args.push(
+            if tls.require_client_certs {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        );
+        args
     }
 }
 

@@ -22,3 +22,10 @@ mod script;
 pub mod store;
 
 pub use store::RedisStore;
+
+/// The commands Quiver sends (directly, from its Lua scripts, and on connecting), as Redis ACL
+/// rules: everything else can be denied. With the default `key_prefix` every key Quiver
+/// touches matches `~quiver:*`, so a least-privilege user is
+/// `ACL SETUSER quiver on >PASSWORD resetkeys ~quiver:* resetchannels -@all` followed by these.
+/// The README shows the same line; a test runs the whole online-store suite under exactly it.
+pub const ACL_COMMANDS: &str = "+ping +info +select +get +set +mget +del +unlink +pexpire +scan +memory|usage +eval +evalsha +script|load +multi +exec +xadd +xrange +xlen +xack +xdel +xgroup|create +xreadgroup +xautoclaim +xpending";

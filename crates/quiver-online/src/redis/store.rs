@@ -121,7 +121,18 @@ impl RedisStore {
             let settings = info.redis_settings().clone().set_db(i64::from(db));
             info = info.set_redis_settings(settings);
         }
-        let client = redis::Client::open(info).map_err(config_error)?;
+        let client = match &config.tls {
+            None => redis::Client::open(info).map_err(config_error)?,
+            Some(tls) => {
+                if !config.url.starts_with("rediss://") {
+                    return Err(OnlineError::Config(
+                        "field `online_store.tls` needs a `rediss://` url (TLS); the url says `redis://`"
+                            .into(),
+                    ));
+                }
+                redis::Client::build_with_tls(info, tls_certificates(tls)?).map_err(config_error)?
+            }
+        };
         // Few, short reconnect attempts: a caller waits at most the command timeout anyway, and
         // the next call starts a new attempt if these fail.
         let manager_config = ConnectionManagerConfig::new()
@@ -266,6 +277,38 @@ impl Shared {
 
 /// Installs rustls's ring provider for `rediss://` (once per process; another component may
 /// have installed one already, which is fine).
+/// The PEM files of `online_store.tls`, read; errors name the field and the file.
+fn tls_certificates(tls: &crate::config::RedisTlsConfig) -> Result<redis::TlsCertificates> {
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            OnlineError::Config(format!(
+                "field `online_store.tls.{field}`: cannot read `{}`: {e}",
+                path.display()
+            ))
+        })
+    };
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("cert_file", cert)?,
+            client_key: read("key_file", key)?,
+        }),
+        _ => {
+            return Err(OnlineError::Config(
+                "fields `online_store.tls.cert_file` and `key_file` go together: give both or neither"
+                    .into(),
+            ));
+        }
+    };
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert: match &tls.ca_file {
+            Some(ca) => Some(read("ca_file", ca)?),
+            None => None,
+        },
+    })
+}
+
 fn install_tls_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
