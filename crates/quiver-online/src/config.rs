@@ -76,7 +76,17 @@ impl Default for EmbeddedConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// `type: redis`: the server (or `rediss://` for TLS).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// `type: redis_cluster`: some nodes of the cluster (`redis://host:port`, `rediss://` for
+    /// TLS; user and password in the URLs); the client discovers the rest and follows
+    /// topology changes, failovers and `MOVED`/`ASK` redirections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// `redis_cluster`: read from replicas too (spreads reads; a replica may lag its primary).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_from_replicas: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
     #[serde(default = "default_command_timeout")]
@@ -140,6 +150,11 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
+            )
+            .field("read_from_replicas", &self.read_from_replicas)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("key_prefix", &self.key_prefix)
@@ -171,6 +186,9 @@ pub struct MemoryConfig {
 pub enum OnlineStoreConfig {
     Embedded(EmbeddedConfig),
     Redis(RedisConfig),
+    /// Redis Cluster: the same settings, with `nodes` instead of `url`.
+    #[serde(rename = "redis_cluster")]
+    RedisCluster(RedisConfig),
     Memory(MemoryConfig),
 }
 
@@ -206,6 +224,7 @@ impl OnlineStoreConfig {
         match self {
             OnlineStoreConfig::Embedded(_) => "embedded",
             OnlineStoreConfig::Redis(_) => "redis",
+            OnlineStoreConfig::RedisCluster(_) => "redis_cluster",
             OnlineStoreConfig::Memory(_) => "memory",
         }
     }
@@ -214,7 +233,9 @@ impl OnlineStoreConfig {
     pub fn record_codec(&self) -> RecordCodec {
         let (codec, compression_threshold) = match self {
             OnlineStoreConfig::Embedded(c) => (c.codec, c.compression_threshold),
-            OnlineStoreConfig::Redis(c) => (c.codec, c.compression_threshold),
+            OnlineStoreConfig::Redis(c) | OnlineStoreConfig::RedisCluster(c) => {
+                (c.codec, c.compression_threshold)
+            }
             OnlineStoreConfig::Memory(c) => (c.codec, c.compression_threshold),
         };
         RecordCodec {
@@ -228,7 +249,7 @@ impl OnlineStoreConfig {
     pub fn default_ttl(&self) -> Result<Option<Duration>> {
         let text = match self {
             OnlineStoreConfig::Embedded(c) => &c.default_ttl,
-            OnlineStoreConfig::Redis(c) => &c.default_ttl,
+            OnlineStoreConfig::Redis(c) | OnlineStoreConfig::RedisCluster(c) => &c.default_ttl,
             OnlineStoreConfig::Memory(c) => &c.default_ttl,
         };
         text.as_deref()
@@ -241,6 +262,14 @@ impl OnlineStoreConfig {
         match self {
             OnlineStoreConfig::Embedded(c) => format!("embedded ({})", c.path),
             OnlineStoreConfig::Redis(c) => format!("redis ({})", redact_url(&c.url)),
+            OnlineStoreConfig::RedisCluster(c) => format!(
+                "redis_cluster ({})",
+                c.nodes
+                    .iter()
+                    .map(|n| redact_url(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             OnlineStoreConfig::Memory(_) => "memory".to_string(),
         }
     }
@@ -255,8 +284,31 @@ pub async fn open(config: &OnlineStoreConfig, base_dir: &Path) -> Result<Arc<dyn
         }
         // A remote store never hangs a caller: every call is bounded, reads are retried within
         // the caller's deadline, and a circuit breaker fails fast while the server is down.
-        OnlineStoreConfig::Redis(c) => {
+        OnlineStoreConfig::Redis(c) | OnlineStoreConfig::RedisCluster(c) => {
             let mut c = c.clone();
+            match (config, c.url.is_empty(), c.nodes.is_empty()) {
+                (OnlineStoreConfig::Redis(_), true, _) => {
+                    return Err(OnlineError::Config(
+                        "field `online_store.url` is missing (`redis://host:6379`)".into(),
+                    ));
+                }
+                (OnlineStoreConfig::Redis(_), false, false) => {
+                    return Err(OnlineError::Config(
+                        "field `online_store.nodes` is for `type: redis_cluster`; `type: redis` takes one `url`".into(),
+                    ));
+                }
+                (_, _, true) if matches!(config, OnlineStoreConfig::RedisCluster(_)) => {
+                    return Err(OnlineError::Config(
+                        "field `online_store.nodes` is missing: give some nodes of the cluster (`[redis://127.0.0.1:7000, ...]`)".into(),
+                    ));
+                }
+                (OnlineStoreConfig::RedisCluster(_), false, _) => {
+                    return Err(OnlineError::Config(
+                        "field `online_store.url` is for `type: redis`; `type: redis_cluster` takes `nodes`".into(),
+                    ));
+                }
+                _ => {}
+            }
             c.tls = c.tls.as_ref().map(|t| t.resolved(base_dir));
             Arc::new(crate::resilient::Resilient::new(
                 redis::RedisStore::connect(&c).await?,

@@ -90,6 +90,40 @@ impl Backend for Redis {
     }
 }
 
+/// A real Redis Cluster (3 primaries, 3 replicas): the same cases, keys spread over slots.
+struct Cluster {
+    store: RedisStore,
+    cluster: quiver_test_utils::RedisCluster,
+}
+
+impl Backend for Cluster {
+    fn handle(&self, codec: RecordCodec) -> Arc<dyn OnlineStore> {
+        Arc::new(self.store.with_codec(codec))
+    }
+    async fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.raw(key).await.expect("raw read")
+    }
+    async fn native_ttl(&self, key: &str) -> Option<Duration> {
+        let client = ::redis::cluster::ClusterClient::new(self.cluster.urls()).unwrap();
+        let mut conn = client.get_async_connection().await.unwrap();
+        let pttl: i64 = ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(pttl > 0, "key `{key}` has PTTL {pttl}");
+        Some(Duration::from_millis(pttl as u64))
+    }
+}
+
+async fn redis_cluster() -> Cluster {
+    let cluster = quiver_test_utils::RedisCluster::start(2000);
+    let config: RedisConfig =
+        serde_json::from_value(serde_json::json!({ "nodes": cluster.urls() })).unwrap();
+    let store = RedisStore::connect(&config).await.unwrap();
+    Cluster { store, cluster }
+}
+
 /// Redis behind [`Resilient`]: each handle is wrapped (one breaker per handle, as the facade
 /// would have one per store).
 struct ResilientRedis(Redis);
@@ -235,6 +269,7 @@ conformance_suite!(redis, super::redis);
 conformance_suite!(resilient_redis, super::resilient_redis);
 conformance_suite!(redis_tls, super::redis_tls);
 conformance_suite!(redis_acl, super::redis_acl);
+conformance_suite!(redis_cluster, super::redis_cluster);
 
 mod cases {
     use super::*;

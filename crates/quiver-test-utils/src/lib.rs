@@ -6,6 +6,8 @@
 //! - [`postgres`]: [`PostgresServer`], a fresh `initdb` cluster served by `postgres` on an
 //!   ephemeral loopback port (optionally with TimescaleDB), stopped and deleted when dropped.
 //!
+//! - [`cluster`]: [`RedisCluster`], six cluster-enabled `redis-server`s made into a cluster of
+//!   three primaries and three replicas with `redis-cli --cluster create`.
 //! - [`tls`]: [`TestPki`], a CA and certificates generated at test time (server, expired,
 //!   client, and a CA that signed none of them).
 //!
@@ -13,12 +15,14 @@
 //!
 //! Fixtures use plain `std` (no async runtime), so any test, sync or async, can use them.
 
+pub mod cluster;
 pub mod postgres;
 mod process;
 pub mod prometheus;
 pub mod redis;
 pub mod tls;
 
+pub use cluster::RedisCluster;
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;
 pub use tls::TestPki;

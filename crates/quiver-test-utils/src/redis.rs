@@ -33,6 +33,14 @@ pub struct RedisServer {
     durable: bool,
     /// A TLS port beside the plain one (which stays for readiness checks and admin).
     tls: Option<TlsPort>,
+    /// Cluster mode: the cluster bus port (picked per start attempt) and the node timeout.
+    cluster: Option<ClusterMode>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ClusterMode {
+    bus_port: u16,
+    node_timeout_ms: u64,
 }
 
 /// The TLS side of a server: its port and the PEM files it was started with.
@@ -81,14 +89,33 @@ impl RedisServer {
                 ca: ca.to_path_buf(),
                 require_client_certs,
             }),
+            None,
         )
     }
 
     fn start_with(durable: bool) -> RedisServer {
-        Self::start_inner(durable, None)
+        Self::start_inner(durable, None, None)
     }
 
-    fn start_inner(durable: bool, tls: Option<TlsPort>) -> RedisServer {
+    /// A node for a Redis Cluster (`cluster-enabled yes`, its bus on a port of its own, failure
+    /// detection after `node_timeout_ms`), not yet part of a cluster: see
+    /// [`crate::RedisCluster`].
+    pub fn start_cluster_node(node_timeout_ms: u64) -> RedisServer {
+        Self::start_inner(
+            false,
+            None,
+            Some(ClusterMode {
+                bus_port: 0,
+                node_timeout_ms,
+            }),
+        )
+    }
+
+    fn start_inner(
+        durable: bool,
+        tls: Option<TlsPort>,
+        cluster: Option<ClusterMode>,
+    ) -> RedisServer {
         let binary = find_on_path("redis-server").unwrap_or_else(|| {
             panic!(
                 "`redis-server` is not on PATH; the Redis tests need a real server \
@@ -107,12 +134,16 @@ impl RedisServer {
             stopped: false,
             durable,
             tls,
+            cluster,
         };
         server.port = start_on_free_port("redis-server", START_ATTEMPTS, |port| {
             server.port = port;
             if let Some(tls) = &mut server.tls {
                 // Another pick; a collision makes redis-server exit and the attempt retry.
                 tls.port = free_port();
+            }
+            if let Some(cluster) = &mut server.cluster {
+                cluster.bus_port = free_port();
             }
             server.spawn()
         });
@@ -200,7 +231,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
-            .args(self.tls_args())
+            .args(self.extra_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -235,12 +266,29 @@ impl RedisServer {
 }
 
 impl RedisServer {
-    fn tls_args(&self) -> Vec<std::ffi::OsString> {
+    fn extra_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(c) = self.cluster {
+            for arg in [
+                "--cluster-enabled".to_string(),
+                "yes".into(),
+                "--cluster-port".into(),
+                c.bus_port.to_string(),
+                "--cluster-config-file".into(),
+                "nodes.conf".into(),
+                "--cluster-node-timeout".into(),
+                c.node_timeout_ms.to_string(),
+            ] {
+                args.push(arg.into());
+            }
+        }
         let Some(tls) = &self.tls else {
-            return Vec::new();
+            return args;
         };
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["--tls-port".into(), tls.port.to_string().into()];
+        args.extend::<Vec<std::ffi::OsString>>(vec![
+            "--tls-port".into(),
+            tls.port.to_string().into(),
+        ]);
         for (flag, path) in [
             ("--tls-cert-file", &tls.cert),
             ("--tls-key-file", &tls.key),

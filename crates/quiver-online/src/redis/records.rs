@@ -115,6 +115,12 @@ impl RedisStore {
         let Some(db) = space.db else {
             return Ok(self.clone());
         };
+        if self.shared.cluster {
+            return Err(OnlineError::Config(format!(
+                "records namespace `{}`: `db: {db}` cannot be used on Redis Cluster, which has only database 0; leave `db` out (the namespace's keys share one hash slot)",
+                space.name
+            )));
+        }
         let mut dbs = self.shared.dbs.lock().await;
         if let Some(store) = dbs.get(&db) {
             return Ok(store.clone());

@@ -16,8 +16,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use quiver_core::{EntityKey, Record, RecordCodec};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+};
 
 use super::errors::{Target, is_retryable};
 use super::script::{EXTEND_IF_OWNER, UNLOCK_IF_OWNER, WRITE_IF_NOT_OLDER, escape_glob};
@@ -36,20 +40,65 @@ const SCRIPT_KEYS: usize = 100;
 const WRITE_CHUNK_BYTES: usize = 4 << 20;
 /// Batches larger than this are encoded (and compressed) on the blocking pool.
 const ENCODE_INLINE_MAX: usize = 64;
-/// One `SCAN cursor MATCH pattern COUNT DELETE_BATCH` step: the next cursor and the keys.
-async fn scan_step(shared: &Shared, cursor: u64, pattern: &str) -> Result<(u64, Vec<Vec<u8>>)> {
-    shared
-        .run("scan", |mut conn| async move {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(DELETE_BATCH)
-                .query_async(&mut conn)
-                .await
+/// Every key matching a pattern, a batch at a time: `SCAN cursor MATCH pattern COUNT
+/// DELETE_BATCH` on a single server, or the same on every primary of a cluster in turn.
+pub(super) struct Scan<'a> {
+    shared: &'a Shared,
+    pattern: String,
+    /// `None`: the single server; `Some`: a slot of a cluster primary.
+    nodes: Vec<Option<u16>>,
+    node: usize,
+    cursor: u64,
+}
+
+impl<'a> Scan<'a> {
+    pub(super) async fn new(shared: &'a Shared, pattern: String) -> Result<Scan<'a>> {
+        let nodes = if shared.cluster {
+            shared.primaries().await?.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        Ok(Scan {
+            shared,
+            pattern,
+            nodes,
+            node: 0,
+            cursor: 0,
         })
-        .await
+    }
+
+    /// The next batch of keys (possibly empty), or `None` when every node is done.
+    pub(super) async fn next(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        let Some(&node) = self.nodes.get(self.node) else {
+            return Ok(None);
+        };
+        let (cursor, pattern) = (self.cursor, self.pattern.as_str());
+        let (next, keys): (u64, Vec<Vec<u8>>) = self
+            .shared
+            .run("scan", |conn| async move {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(DELETE_BATCH);
+                match (conn, node) {
+                    (Conn::Cluster(mut c), Some(slot)) => {
+                        let v = c.route_command(cmd, to_primary(slot)).await?;
+                        Ok(redis::from_redis_value(v)?)
+                    }
+                    (mut conn, _) => cmd.query_async(&mut conn).await,
+                }
+            })
+            .await?;
+        if next == 0 {
+            self.node += 1;
+            self.cursor = 0;
+        } else {
+            self.cursor = next;
+        }
+        Ok(Some(keys))
+    }
 }
 
 /// Keys sampled per view version with `MEMORY USAGE` to estimate its bytes.
@@ -57,10 +106,48 @@ const SIZE_SAMPLE: usize = 16;
 /// Keys per SCAN step and UNLINK call in `delete_table`.
 const DELETE_BATCH: usize = 1000;
 
+/// A connection to a single server (reconnecting) or to a cluster (routing each command by
+/// its keys' slot, following `MOVED`/`ASK` and topology changes).
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// State every handle from [`RedisStore::with_codec`] shares.
 pub(super) struct Shared {
     /// Handed out round-robin by [`Shared::conn`].
-    conns: Vec<ConnectionManager>,
+    conns: Vec<Conn>,
+    /// A Redis Cluster: multi-key work is split by slot, SCAN runs on every primary.
+    pub(super) cluster: bool,
     next: AtomicUsize,
     script: redis::Script,
     /// Releases a lock only for its owner (see `lock`).
@@ -105,6 +192,9 @@ impl RedisStore {
             parse_duration("online_store.connect_timeout", &config.connect_timeout)?;
         let command_timeout =
             parse_duration("online_store.command_timeout", &config.command_timeout)?;
+        if !config.nodes.is_empty() {
+            return Self::connect_cluster(config, connect_timeout, command_timeout).await;
+        }
         let target = Target::new(&config.url);
         if config.url.starts_with("rediss://") {
             install_tls_provider();
@@ -144,10 +234,10 @@ impl RedisStore {
         let connect_all = async {
             let mut conns = Vec::with_capacity(config.connections.max(1));
             for _ in 0..config.connections.max(1) {
-                conns.push(
+                conns.push(Conn::Single(
                     ConnectionManager::new_with_config(client.clone(), manager_config.clone())
                         .await?,
-                );
+                ));
             }
             Ok::<_, RedisError>(conns)
         };
@@ -156,8 +246,66 @@ impl RedisStore {
             Ok(Err(e)) => return Err(target.error("connect", &e)),
             Err(_) => return Err(target.timeout("connect", connect_timeout)),
         };
+        Self::with_shared(config, conns, false, target, command_timeout).await
+    }
+
+    /// Connects to a Redis Cluster through `config.nodes`.
+    async fn connect_cluster(
+        config: &RedisConfig,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Result<Self> {
+        let target = Target::new(&config.nodes.join(","));
+        if config.nodes.iter().any(|n| n.starts_with("rediss://")) {
+            install_tls_provider();
+        }
+        let config_error = |e: RedisError| {
+            OnlineError::Config(format!(
+                "field `online_store.nodes`: {}",
+                target.message("parse", &e)
+            ))
+        };
+        let mut builder = redis::cluster::ClusterClientBuilder::new(config.nodes.clone())
+            .connection_timeout(connect_timeout)
+            .response_timeout(command_timeout)
+            .retries(3)
+            .min_retry_wait(20)
+            .max_retry_wait(500);
+        if config.read_from_replicas {
+            builder =
+                builder.read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
+        }
+        if let Some(tls) = &config.tls {
+            builder = builder.certs(tls_certificates(tls)?);
+        }
+        let client = builder.build().map_err(config_error)?;
+        let conn = match tokio::time::timeout(connect_timeout, client.get_async_connection()).await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(target.error("connect", &e)),
+            Err(_) => return Err(target.timeout("connect", connect_timeout)),
+        };
+        // One cluster connection multiplexes over a connection per node.
+        Self::with_shared(
+            config,
+            vec![Conn::Cluster(conn)],
+            true,
+            target,
+            command_timeout,
+        )
+        .await
+    }
+
+    async fn with_shared(
+        config: &RedisConfig,
+        conns: Vec<Conn>,
+        cluster: bool,
+        target: Target,
+        command_timeout: Duration,
+    ) -> Result<Self> {
         let shared = Shared {
             conns,
+            cluster,
             next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
             unlock_script: redis::Script::new(UNLOCK_IF_OWNER),
@@ -212,8 +360,21 @@ impl RedisStore {
 }
 
 impl Shared {
+    /// A cluster's primaries, each as a slot it serves (`CLUSTER NODES`).
+    pub(super) async fn primaries(&self) -> Result<Vec<u16>> {
+        let text: String = self
+            .run("cluster nodes", |mut conn| async move {
+                redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(parse_primaries(&text))
+    }
+
     /// The next connection, round-robin.
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -222,7 +383,7 @@ impl Shared {
     /// connection (which reconnects) if it had just broken.
     pub(super) async fn run<T, F, Fut>(&self, name: &str, mut op: F) -> Result<T>
     where
-        F: FnMut(ConnectionManager) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.conn();
@@ -275,8 +436,6 @@ impl Shared {
     }
 }
 
-/// Installs rustls's ring provider for `rediss://` (once per process; another component may
-/// have installed one already, which is fine).
 /// The PEM files of `online_store.tls`, read; errors name the field and the file.
 fn tls_certificates(tls: &crate::config::RedisTlsConfig) -> Result<redis::TlsCertificates> {
     let read = |field: &str, path: &std::path::Path| {
@@ -309,11 +468,60 @@ fn tls_certificates(tls: &crate::config::RedisTlsConfig) -> Result<redis::TlsCer
     })
 }
 
+/// Installs rustls's ring provider for `rediss://` (once per process; another component may
+/// have installed one already, which is fine).
 fn install_tls_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// `used_memory`, `maxmemory` and `evicted_keys` of an `INFO memory stats` reply.
+fn memory_of(info: &str) -> Option<crate::MemoryUsage> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    field("used_memory").map(|used_bytes| crate::MemoryUsage {
+        used_bytes,
+        max_bytes: field("maxmemory").filter(|&m| m > 0),
+        evicted_keys: field("evicted_keys").unwrap_or(0),
+    })
+}
+
+/// The primaries of `CLUSTER NODES` output (`id host:port@bus[,hostname] flags master ping
+/// pong epoch state slot-ranges...`) that serve slots, each as one slot it serves (commands
+/// for the node are routed by that slot, through the client's slot map); failed ones left out.
+fn parse_primaries(text: &str) -> Vec<u16> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(flags) = fields.get(2) else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+            continue;
+        }
+        let first = fields
+            .iter()
+            .skip(8)
+            .filter(|f| !f.starts_with('['))
+            .find_map(|f| f.split('-').next()?.parse::<u16>().ok());
+        if let Some(slot) = first {
+            out.push(slot);
+        }
+    }
+    out
+}
+
+/// Routes a command to the primary serving `slot`.
+fn to_primary(slot: u16) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+        redis::cluster_routing::Route::new(slot, redis::cluster_routing::SlotAddr::Master),
+    ))
 }
 
 /// Encodes rows as (key, record bytes).
@@ -331,6 +539,122 @@ fn encode(
         .collect()
 }
 
+/// One newer-wins script call over `group` (indices into `encoded`, keys of one slot):
+/// `(records, stored)`.
+async fn write_group(
+    shared: &Shared,
+    encoded: &[(String, Vec<u8>)],
+    group: Vec<usize>,
+    ttl_ms: u64,
+) -> Result<(usize, usize)> {
+    let stored: i64 = shared
+        .run("write", |mut conn| {
+            let mut call = shared.script.prepare_invoke();
+            for &i in &group {
+                call.key(&encoded[i].0);
+            }
+            call.arg(ttl_ms);
+            for &i in &group {
+                call.arg(&encoded[i].1);
+            }
+            async move { call.invoke_async(&mut conn).await }
+        })
+        .await?;
+    Ok((group.len(), usize::try_from(stored).unwrap_or(0)))
+}
+
+/// Script calls a cluster write keeps in flight at once.
+const CLUSTER_WRITE_CONCURRENCY: usize = 64;
+
+impl RedisStore {
+    /// A cluster write: the records grouped by hash slot (a script may only touch keys of one
+    /// slot), one newer-wins script call per group of up to `SCRIPT_KEYS` keys, the calls
+    /// concurrent. If some fail, the others' records are reported as confirmed.
+    async fn write_by_slot(
+        &self,
+        encoded: &[(String, Vec<u8>)],
+        ttl_ms: u64,
+    ) -> Result<WriteSummary> {
+        use futures_util::StreamExt as _;
+        let shared = &self.shared;
+        let mut by_slot: std::collections::HashMap<Slot, Vec<usize>> = Default::default();
+        for (i, (key, _)) in encoded.iter().enumerate() {
+            by_slot.entry(Slot::for_key(key)).or_default().push(i);
+        }
+        let groups: Vec<Vec<usize>> = by_slot
+            .into_values()
+            .flat_map(|idx| {
+                idx.chunks(SCRIPT_KEYS)
+                    .map(<[usize]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let calls = groups
+            .into_iter()
+            .map(|group| write_group(shared, encoded, group, ttl_ms));
+        let results: Vec<Result<(usize, usize)>> = futures_util::stream::iter(calls)
+            .buffer_unordered(CLUSTER_WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut summary = WriteSummary::default();
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok((len, stored)) => {
+                    summary.written += stored.min(len);
+                    summary.skipped_older += len - stored.min(len);
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        match failed {
+            None => Ok(summary),
+            Some(e) if summary.written + summary.skipped_older == 0 => Err(e),
+            Some(e) => Err(OnlineError::PartialWrite {
+                confirmed: summary.written + summary.skipped_older,
+                total: encoded.len(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Memory of a cluster: `INFO` of every primary, summed.
+    async fn cluster_memory(&self) -> Result<Option<crate::MemoryUsage>> {
+        let mut total: Option<crate::MemoryUsage> = None;
+        let mut unlimited = false;
+        for slot in self.shared.primaries().await? {
+            let info: String = self
+                .shared
+                .run("info", |conn| async move {
+                    let Conn::Cluster(mut c) = conn else {
+                        return Ok(String::new());
+                    };
+                    let mut cmd = redis::cmd("INFO");
+                    cmd.arg("memory").arg("stats");
+                    let v = c.route_command(cmd, to_primary(slot)).await?;
+                    Ok(redis::from_redis_value(v)?)
+                })
+                .await?;
+            let Some(node) = memory_of(&info) else {
+                continue;
+            };
+            unlimited |= node.max_bytes.is_none();
+            let t = total.get_or_insert(crate::MemoryUsage {
+                used_bytes: 0,
+                max_bytes: Some(0),
+                evicted_keys: 0,
+            });
+            t.used_bytes += node.used_bytes;
+            t.evicted_keys += node.evicted_keys;
+            t.max_bytes = t.max_bytes.zip(node.max_bytes).map(|(a, b)| a + b);
+        }
+        if unlimited && let Some(t) = &mut total {
+            t.max_bytes = None;
+        }
+        Ok(total)
+    }
+}
+
 #[async_trait]
 impl OnlineStoreRead for RedisStore {
     async fn read(&self, table: &ViewTable, keys: &[EntityKey]) -> Result<Vec<Option<Record>>> {
@@ -342,11 +666,14 @@ impl OnlineStoreRead for RedisStore {
             .iter()
             .map(|k| table.key(&shared.key_prefix, k))
             .collect();
+        let cluster = shared.cluster;
         let values: Vec<Option<Vec<u8>>> = shared
             .run("mget", |mut conn| {
                 let full = &full;
                 async move {
-                    if full.len() <= READ_CHUNK {
+                    // On a cluster the client splits one MGET by slot, sends the parts to their
+                    // nodes concurrently and puts the replies back in key order.
+                    if full.len() <= READ_CHUNK || cluster {
                         redis::cmd("MGET").arg(full).query_async(&mut conn).await
                     } else {
                         // A pipeline of MGETs: still one round trip, without one giant reply.
@@ -406,6 +733,9 @@ impl OnlineStoreRead for RedisStore {
     }
 
     async fn memory(&self) -> Result<Option<crate::MemoryUsage>> {
+        if self.shared.cluster {
+            return self.cluster_memory().await;
+        }
         let info: String = self
             .shared
             .run("info", |mut conn| async move {
@@ -416,16 +746,7 @@ impl OnlineStoreRead for RedisStore {
                     .await
             })
             .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        Ok(field("used_memory").map(|used_bytes| crate::MemoryUsage {
-            used_bytes,
-            max_bytes: field("maxmemory").filter(|&m| m > 0),
-            evicted_keys: field("evicted_keys").unwrap_or(0),
-        }))
+        Ok(memory_of(&info))
     }
 
     async fn table_sizes(&self, project: &str) -> Result<Vec<crate::TableSize>> {
@@ -435,9 +756,8 @@ impl OnlineStoreRead for RedisStore {
         let mut sizes: Vec<crate::TableSize> = Vec::new();
         // Per table, a few keys whose `MEMORY USAGE` estimates its bytes.
         let mut samples: Vec<(String, u32, Vec<Vec<u8>>)> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys) = scan_step(shared, cursor, &pattern).await?;
+        let mut scan = Scan::new(shared, pattern).await?;
+        while let Some(keys) = scan.next().await? {
             for key in keys {
                 let Ok(text) = std::str::from_utf8(&key) else {
                     continue;
@@ -455,16 +775,31 @@ impl OnlineStoreRead for RedisStore {
                     None => samples.push((view.to_string(), version, vec![key])),
                 }
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         for (view, version, keys) in samples {
             let used: Vec<Option<u64>> = shared
                 .run("memory_usage", |mut conn| {
                     let keys = &keys;
                     async move {
+                        if let Conn::Cluster(c) = &mut conn {
+                            // Each key on its own node (the sample is a few keys).
+                            let mut out = Vec::with_capacity(keys.len());
+                            for k in keys {
+                                let mut cmd = redis::cmd("MEMORY");
+                                cmd.arg("USAGE").arg(k);
+                                let route =
+                                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                                        redis::cluster_routing::Route::with_key(
+                                            k,
+                                            redis::cluster_routing::SlotAddr::Master,
+                                        ),
+                                    ));
+                                out.push(redis::from_redis_value(
+                                    c.route_command(cmd, route).await?,
+                                )?);
+                            }
+                            return Ok(out);
+                        }
                         let mut pipe = redis::pipe();
                         for k in keys {
                             pipe.cmd("MEMORY").arg("USAGE").arg(k);
@@ -518,6 +853,9 @@ impl OnlineStoreWrite for RedisStore {
         let ttl_ms: u64 = table.ttl.map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
         });
+        if shared.cluster {
+            return self.write_by_slot(&encoded, ttl_ms).await;
+        }
         let hash = shared.script.get_hash();
         let mut summary = WriteSummary::default();
         let mut rest = &encoded[..];
@@ -597,10 +935,9 @@ impl OnlineStoreWrite for RedisStore {
     async fn delete_table(&self, table: &ViewTable) -> Result<u64> {
         let shared = &self.shared;
         let pattern = format!("{}*", escape_glob(&table.key_prefix(&shared.key_prefix)));
-        let mut cursor: u64 = 0;
         let mut deleted = 0u64;
-        loop {
-            let (next, keys) = scan_step(shared, cursor, &pattern).await?;
+        let mut scan = Scan::new(shared, pattern).await?;
+        while let Some(keys) = scan.next().await? {
             if !keys.is_empty() {
                 let removed: u64 = shared
                     .run("unlink", |mut conn| {
@@ -610,10 +947,7 @@ impl OnlineStoreWrite for RedisStore {
                     .await?;
                 deleted += removed;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
     }
 }

@@ -94,7 +94,8 @@ impl Records {
         let config = project.config.records.clone();
         config.export.at_minutes().map_err(Error::Config)?;
         let prefix = match &project.config.online_store {
-            quiver_online::OnlineStoreConfig::Redis(r) => r.key_prefix.clone(),
+            quiver_online::OnlineStoreConfig::Redis(r)
+            | quiver_online::OnlineStoreConfig::RedisCluster(r) => r.key_prefix.clone(),
             _ => "quiver".to_string(),
         };
         let name = &project.config.project;
