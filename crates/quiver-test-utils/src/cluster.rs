@@ -57,7 +57,38 @@ impl RedisCluster {
         redis_cli(&args).unwrap_or_else(|e| panic!("creating the cluster: {e}"));
         let cluster = RedisCluster { nodes };
         cluster.wait_ok();
+        cluster.wait_replicas_synced();
         cluster
+    }
+
+    /// Waits until every replica has finished its initial sync (`master_link_status:up`): a
+    /// replica that never synced cannot take over when its primary dies.
+    pub fn wait_replicas_synced(&self) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let replicas: Vec<u16> = self
+            .topology()
+            .into_iter()
+            .filter(|n| !n.primary)
+            .map(|n| n.port)
+            .collect();
+        for port in replicas {
+            loop {
+                let up = redis_cli(&[
+                    "-p".into(),
+                    port.to_string(),
+                    "INFO".into(),
+                    "replication".into(),
+                ])
+                .is_ok_and(|t| t.contains("master_link_status:up"));
+                if up {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    panic!("replica on port {port} did not sync within {SETTLE_TIMEOUT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// `redis://127.0.0.1:<port>` of every node.
@@ -115,9 +146,28 @@ impl RedisCluster {
 
     /// The node serving `slot` as primary.
     pub fn primary_of(&self, slot: u16) -> Option<NodeInfo> {
-        self.topology().into_iter().find(|n| {
-            n.primary && !n.failed && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
-        })
+        self.primaries()
+            .into_iter()
+            .find(|n| n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+    }
+
+    /// Waits until a primary other than the one on `old_port` serves `slot` (a replica took
+    /// over after the old one failed), then until the cluster is ok; returns the new primary.
+    pub fn wait_failover(&self, slot: u16, old_port: u16) -> NodeInfo {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            if let Some(p) = self.primary_of(slot).filter(|p| p.port != old_port) {
+                self.wait_ok();
+                return p;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no replica took slot {slot} over within {SETTLE_TIMEOUT:?}: {:?}",
+                    self.topology()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The fixture node listening on `port`.
@@ -128,8 +178,17 @@ impl RedisCluster {
             .expect("a node of this cluster")
     }
 
-    /// Waits until every live node says `cluster_state:ok` and all 16384 slots are served by
-    /// live primaries.
+    /// The live primaries serving slots.
+    pub fn primaries(&self) -> Vec<NodeInfo> {
+        self.topology()
+            .into_iter()
+            .filter(|n| n.primary && !n.failed && !n.slots.is_empty())
+            .collect()
+    }
+
+    /// Waits until every live node says `cluster_state:ok`, all 16384 slots are served by live
+    /// primaries, and every live node is either such a primary or a replica (right after a
+    /// create, replicas still show as empty primaries until they learn their role).
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
@@ -142,13 +201,17 @@ impl RedisCluster {
                 ])
                 .is_ok_and(|t| t.contains("cluster_state:ok"))
             });
-            let served: u32 = self
-                .topology()
+            let topology = self.topology();
+            let served: u32 = topology
                 .iter()
                 .filter(|n| n.primary && !n.failed)
                 .flat_map(|n| n.slots.iter().map(|(a, b)| u32::from(b - a) + 1))
                 .sum();
-            if all_ok && served == 16384 {
+            let settled = topology
+                .iter()
+                .filter(|n| !n.failed)
+                .all(|n| !n.primary || !n.slots.is_empty());
+            if all_ok && served == 16384 && settled {
                 return;
             }
             if Instant::now() >= deadline {

@@ -142,12 +142,61 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// A cluster store's connection, renewed when calls keep timing out. The client's connection
+/// follows `MOVED`/`ASK` and failovers itself, but under load during a topology change (a live
+/// reshard, a failover) it was seen to stop answering for good: every later call timed out.
+/// A fresh connection reads the new topology and answers at once, so a timed-out call renews
+/// it in the background, at most once a second.
+struct ClusterState {
+    client: redis::cluster::ClusterClient,
+    conn: arc_swap::ArcSwap<ClusterConnection>,
+    /// When the connection was last renewed, ms since `created` (0: never).
+    renewed_at_ms: std::sync::atomic::AtomicU64,
+    renewing: std::sync::atomic::AtomicBool,
+    created: Instant,
+    connect_timeout: Duration,
+}
+
+impl ClusterState {
+    fn renew(self: &Arc<Self>) {
+        let now = (self.created.elapsed().as_millis() as u64).max(1);
+        let last = self.renewed_at_ms.load(Ordering::Relaxed);
+        if (last != 0 && now.saturating_sub(last) < 1000)
+            || self.renewing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            match tokio::time::timeout(state.connect_timeout, state.client.get_async_connection())
+                .await
+            {
+                Ok(Ok(conn)) => {
+                    state.conn.store(Arc::new(conn));
+                    tracing::info!("renewed the Redis Cluster connection after a call timed out");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "renewing the Redis Cluster connection failed")
+                }
+                Err(_) => tracing::warn!("renewing the Redis Cluster connection timed out"),
+            }
+            state.renewed_at_ms.store(
+                (state.created.elapsed().as_millis() as u64).max(1),
+                Ordering::Relaxed,
+            );
+            state.renewing.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// State every handle from [`RedisStore::with_codec`] shares.
 pub(super) struct Shared {
     /// Handed out round-robin by [`Shared::conn`].
     conns: Vec<Conn>,
     /// A Redis Cluster: multi-key work is split by slot, SCAN runs on every primary.
     pub(super) cluster: bool,
+    /// Cluster mode: the client and the connection in use (see [`ClusterState`]).
+    cluster_state: Option<Arc<ClusterState>>,
     next: AtomicUsize,
     script: redis::Script,
     /// Releases a lock only for its owner (see `lock`).
@@ -286,14 +335,27 @@ impl RedisStore {
             Err(_) => return Err(target.timeout("connect", connect_timeout)),
         };
         // One cluster connection multiplexes over a connection per node.
-        Self::with_shared(
+        let mut store = Self::with_shared(
             config,
-            vec![Conn::Cluster(conn)],
+            vec![Conn::Cluster(conn.clone())],
             true,
             target,
             command_timeout,
         )
-        .await
+        .await?;
+        let shared = Arc::get_mut(&mut store.shared).ok_or_else(|| OnlineError::Backend {
+            store: "redis",
+            message: "a new store is shared already (this is a bug in Quiver)".into(),
+        })?;
+        shared.cluster_state = Some(Arc::new(ClusterState {
+            client,
+            conn: arc_swap::ArcSwap::from_pointee(conn),
+            renewed_at_ms: std::sync::atomic::AtomicU64::new(0),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+            created: Instant::now(),
+            connect_timeout,
+        }));
+        Ok(store)
     }
 
     async fn with_shared(
@@ -306,6 +368,7 @@ impl RedisStore {
         let shared = Shared {
             conns,
             cluster,
+            cluster_state: None,
             next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
             unlock_script: redis::Script::new(UNLOCK_IF_OWNER),
@@ -373,8 +436,11 @@ impl Shared {
         Ok(parse_primaries(&text))
     }
 
-    /// The next connection, round-robin.
+    /// The next connection, round-robin (the current one on a cluster).
     fn conn(&self) -> Conn {
+        if let Some(state) = &self.cluster_state {
+            return Conn::Cluster(ClusterConnection::clone(&state.conn.load()));
+        }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -410,6 +476,11 @@ impl Shared {
     }
 
     fn failure(&self, name: &str, f: Failure) -> OnlineError {
+        if let Some(state) = &self.cluster_state
+            && matches!(&f, Failure::Deadline)
+        {
+            state.renew();
+        }
         match f {
             Failure::Deadline => self.target.timeout(name, self.command_timeout),
             Failure::Redis(e) => self.target.error(name, &e),
@@ -539,6 +610,40 @@ fn encode(
         .collect()
 }
 
+/// A cluster read: one MGET per hash slot (a command the client routes by its key, following
+/// `MOVED` and `ASK`), the slots' MGETs concurrent, the values put back in key order.
+async fn read_by_slot(shared: &Shared, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    use futures_util::StreamExt as _;
+    let mut by_slot: std::collections::HashMap<Slot, Vec<usize>> = Default::default();
+    for (i, key) in keys.iter().enumerate() {
+        by_slot.entry(Slot::for_key(key)).or_default().push(i);
+    }
+    let calls = by_slot.into_values().map(|group| async move {
+        let values: Vec<Option<Vec<u8>>> = shared
+            .run("mget", |mut conn| {
+                let mut cmd = redis::cmd("MGET");
+                for &i in &group {
+                    cmd.arg(&keys[i]);
+                }
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok::<_, OnlineError>((group, values))
+    });
+    let parts: Vec<Result<(Vec<usize>, Vec<Option<Vec<u8>>>)>> = futures_util::stream::iter(calls)
+        .buffer_unordered(CLUSTER_WRITE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = vec![None; keys.len()];
+    for part in parts {
+        let (group, values) = part?;
+        for (i, v) in group.into_iter().zip(values) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
 /// One newer-wins script call over `group` (indices into `encoded`, keys of one slot):
 /// `(records, stored)`.
 async fn write_group(
@@ -563,7 +668,7 @@ async fn write_group(
     Ok((group.len(), usize::try_from(stored).unwrap_or(0)))
 }
 
-/// Script calls a cluster write keeps in flight at once.
+/// Per-slot commands a cluster read or write keeps in flight at once.
 const CLUSTER_WRITE_CONCURRENCY: usize = 64;
 
 impl RedisStore {
@@ -666,27 +771,29 @@ impl OnlineStoreRead for RedisStore {
             .iter()
             .map(|k| table.key(&shared.key_prefix, k))
             .collect();
-        let cluster = shared.cluster;
-        let values: Vec<Option<Vec<u8>>> = shared
-            .run("mget", |mut conn| {
-                let full = &full;
-                async move {
-                    // On a cluster the client splits one MGET by slot, sends the parts to their
-                    // nodes concurrently and puts the replies back in key order.
-                    if full.len() <= READ_CHUNK || cluster {
-                        redis::cmd("MGET").arg(full).query_async(&mut conn).await
-                    } else {
-                        // A pipeline of MGETs: still one round trip, without one giant reply.
-                        let mut pipe = redis::pipe();
-                        for chunk in full.chunks(READ_CHUNK) {
-                            pipe.cmd("MGET").arg(chunk);
+        let values: Vec<Option<Vec<u8>>> = if shared.cluster {
+            read_by_slot(shared, &full).await?
+        } else {
+            shared
+                .run("mget", |mut conn| {
+                    let full = &full;
+                    async move {
+                        if full.len() <= READ_CHUNK {
+                            redis::cmd("MGET").arg(full).query_async(&mut conn).await
+                        } else {
+                            // A pipeline of MGETs: still one round trip, without one giant reply.
+                            let mut pipe = redis::pipe();
+                            for chunk in full.chunks(READ_CHUNK) {
+                                pipe.cmd("MGET").arg(chunk);
+                            }
+                            let parts: Vec<Vec<Option<Vec<u8>>>> =
+                                pipe.query_async(&mut conn).await?;
+                            Ok(parts.into_iter().flatten().collect())
                         }
-                        let parts: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
-                        Ok(parts.into_iter().flatten().collect())
                     }
-                }
-            })
-            .await?;
+                })
+                .await?
+        };
         if values.len() != full.len() {
             return Err(OnlineError::Backend {
                 store: "redis",
