@@ -610,6 +610,9 @@ fn encode(
         .collect()
 }
 
+/// The key indices of one slot's MGET and the values it read.
+type SlotValues = (Vec<usize>, Vec<Option<Vec<u8>>>);
+
 /// A cluster read: one MGET per hash slot (a command the client routes by its key, following
 /// `MOVED` and `ASK`), the slots' MGETs concurrent, the values put back in key order.
 async fn read_by_slot(shared: &Shared, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -630,7 +633,7 @@ async fn read_by_slot(shared: &Shared, keys: &[String]) -> Result<Vec<Option<Vec
             .await?;
         Ok::<_, OnlineError>((group, values))
     });
-    let parts: Vec<Result<(Vec<usize>, Vec<Option<Vec<u8>>>)>> = futures_util::stream::iter(calls)
+    let parts: Vec<Result<SlotValues>> = futures_util::stream::iter(calls)
         .buffer_unordered(CLUSTER_WRITE_CONCURRENCY)
         .collect()
         .await;
