@@ -380,3 +380,128 @@ async fn two_processes_missing_one_key_look_it_up_once() {
         .collect();
     assert_eq!(lookups.iter().sum::<u64>(), 1, "{lookups:?}");
 }
+
+/// A Redis Cluster primary killed while requests stream: with the offline fallback, no request
+/// fails during the failover, and the online layer answers again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_is_covered_by_the_offline_layer() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cluster = quiver_test_utils::RedisCluster::start(1000);
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path());
+    let nodes: Vec<String> = cluster.urls();
+    std::fs::write(
+        dir.path().join("quiver.yaml"),
+        format!(
+            "project: layers\nonline_store:\n  type: redis_cluster\n  nodes: {nodes:?}\n  command_timeout: 200ms\n  resilience: {{timeout: 200ms, breaker_failures: 3, breaker_cooldown: 500ms}}\nserving:\n  fallback: {{layer: offline, on: [unavailable, miss]}}\n"
+        ),
+    )
+    .unwrap();
+    let mut store = FeatureStore::open(dir.path()).await.unwrap();
+    store.apply().await.unwrap();
+    store.build(&Default::default()).await.unwrap();
+    store
+        .materialize(&Default::default(), &quiver::NoProgress)
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let ids: Vec<i64> = (1..=50).collect();
+    let before = store
+        .get_online_features(&request(&["profile:age"], &ids))
+        .await
+        .unwrap();
+    assert!(before.layers.iter().all(|l| l == &[Layer::Online]));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, stop, ids) = (store.clone(), stop.clone(), ids.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut offline) = (0usize, 0usize, 0usize);
+                while !stop.load(Ordering::Relaxed) {
+                    match store
+                        .get_online_features(&request(&["profile:age"], &ids))
+                        .await
+                    {
+                        Ok(r) => {
+                            ok += 1;
+                            let ages: Vec<Value> = (1..=50).map(|i| Value::Int64(20 + i)).collect();
+                            assert_eq!(
+                                r.columns[1].values, ages,
+                                "a right answer, whichever layer"
+                            );
+                            if r.layers.iter().any(|l| l.contains(&Layer::Offline)) {
+                                offline += 1;
+                            }
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("request failed: {e}");
+                        }
+                    }
+                }
+                (ok, failed, offline)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The primary of the first user's profile key.
+    let served = store.view("profile").unwrap().clone();
+    let key = served
+        .table
+        .key("quiver", &EntityKey::single(KeyValue::Int(1)));
+    let slot: u16 = String::from_utf8(
+        std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &cluster.nodes[0].port().to_string(),
+                "CLUSTER",
+                "KEYSLOT",
+                &key,
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let victim = cluster.primary_of(slot).unwrap();
+    cluster.node_mut(victim.port).kill();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_failover(slot, victim.port);
+        cluster
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed, mut offline) = (0, 0, 0);
+    for s in streams {
+        let (a, b, c) = s.await.unwrap();
+        ok += a;
+        failed += b;
+        offline += c;
+    }
+    println!(
+        "cluster failover with the offline fallback: {ok} requests answered ({offline} with the offline layer), {failed} failed"
+    );
+    assert_eq!(failed, 0, "no request fails during the failover");
+    assert!(offline > 0, "the offline layer covered the gap");
+    // Afterwards the online layer answers again.
+    let mut online_again = false;
+    for _ in 0..50 {
+        let r = store
+            .get_online_features(&request(&["profile:age"], &ids))
+            .await
+            .unwrap();
+        if r.layers.iter().all(|l| l == &[Layer::Online]) {
+            online_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(online_again, "the online layer answers after the failover");
+    drop(cluster);
+}
