@@ -8,7 +8,7 @@ use clap::Parser;
 /// Every case, in the order they run. The HTTP case runs before the library case so the process
 /// RSS it reports is not inflated by the other cases' allocations; materialization runs last for
 /// the same reason (it holds a million records in memory).
-pub const ALL_CASES: [&str; 8] = [
+pub const ALL_CASES: [&str; 9] = [
     "codec",
     "raw",
     "http",
@@ -16,6 +16,7 @@ pub const ALL_CASES: [&str; 8] = [
     "memory",
     "fallback",
     "records",
+    "cluster",
     "materialize",
 ];
 

@@ -49,6 +49,8 @@ pub enum ReadPath {
     Raw,
     Http,
     Library,
+    /// The library against a three-primary Redis Cluster.
+    ClusterLibrary,
 }
 
 impl ReadPath {
@@ -58,6 +60,7 @@ impl ReadPath {
             ReadPath::Raw => format!("raw Redis MGET {}", shape.entities),
             ReadPath::Http => "HTTP".into(),
             ReadPath::Library => "library".into(),
+            ReadPath::ClusterLibrary => "library, Redis Cluster (3 primaries)".into(),
         }
     }
 }

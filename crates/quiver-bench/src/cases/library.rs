@@ -12,10 +12,24 @@ use crate::load::Worker;
 use crate::report::{LoadRow, ReadPath, SHAPES, Shape};
 use crate::setup::ServingSetup;
 
-struct LibraryWorker {
+pub(crate) struct LibraryWorker {
     store: Arc<FeatureStore>,
     requests: Arc<[OnlineRequest]>,
     next: usize,
+}
+
+impl LibraryWorker {
+    pub(crate) fn new(
+        store: Arc<FeatureStore>,
+        requests: Arc<[OnlineRequest]>,
+        next: usize,
+    ) -> Self {
+        LibraryWorker {
+            store,
+            requests,
+            next,
+        }
+    }
 }
 
 impl Worker for LibraryWorker {

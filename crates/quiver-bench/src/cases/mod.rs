@@ -4,6 +4,7 @@
 //! - [`raw`]: `GET`/`MGET` of the stored values with a raw client per task (the limit).
 //! - [`http`]: `POST /get-online-features` against a `quiver_server` process; the soak.
 //! - [`library`]: `FeatureStore::get_online_features`, no HTTP.
+//! - [`cluster`]: the same library reads against a Redis Cluster the case starts.
 //! - [`memory`]: Redis bytes per entity for 50 float32 features.
 //! - [`materialize`]: rows/s of `FeatureStore::materialize` from a generated Parquet source.
 //! - [`codec`]: MessagePack vs JSON record encode/decode.
@@ -12,6 +13,7 @@
 //! - [`records`]: records accepted over HTTP, exported into Parquet and PostgreSQL, and what
 //!   served-feature logging costs serving.
 
+pub mod cluster;
 pub mod codec;
 pub mod fallback;
 pub mod http;
@@ -46,7 +48,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
     let redis = if args.soak_seconds.is_some()
         || cases
             .iter()
-            .any(|c| !matches!(*c, "codec" | "fallback" | "records"))
+            .any(|c| !matches!(*c, "codec" | "fallback" | "records" | "cluster"))
     {
         let redis = RedisTarget::start(args.redis_url.as_deref())?;
         report.machine.redis_version = setup::redis_version(&mut redis.connect().await?).await?;
@@ -116,6 +118,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
                 }
             }
             "records" => report.records = records::run(&args).await?,
+            "cluster" => report.loads.extend(cluster::run(&args).await?),
             other => anyhow::bail!("case `{other}` has no runner (this is a bug in quiver-bench)"),
         }
     }
