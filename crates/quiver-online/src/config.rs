@@ -106,10 +106,23 @@ pub struct RedisConfig {
     /// [`crate::resilient`]).
     #[serde(default)]
     pub resilience: crate::resilient::ResilienceConfig,
+    /// `type: redis` behind Sentinel: the primary Sentinel names for `master`, found again
+    /// after a failover (instead of `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelConfig>,
     /// TLS settings of a `rediss://` URL: a CA to verify the server with, and a client
     /// certificate for mutual TLS. Absent: the system's trust store, no client certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RedisTlsConfig>,
+}
+
+/// `online_store.sentinel`: the monitored primary's name and some Sentinels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    pub master: String,
+    /// Sentinel addresses (`redis://127.0.0.1:26379`).
+    pub nodes: Vec<String>,
 }
 
 /// `online_store.tls`: PEM files (relative paths resolve from the project directory).
@@ -163,6 +176,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("compression_threshold", &self.compression_threshold)
             .field("default_ttl", &self.default_ttl)
             .field("resilience", &self.resilience)
+            .field("sentinel", &self.sentinel)
             .field("tls", &self.tls)
             .finish()
     }
@@ -287,9 +301,9 @@ pub async fn open(config: &OnlineStoreConfig, base_dir: &Path) -> Result<Arc<dyn
         OnlineStoreConfig::Redis(c) | OnlineStoreConfig::RedisCluster(c) => {
             let mut c = c.clone();
             match (config, c.url.is_empty(), c.nodes.is_empty()) {
-                (OnlineStoreConfig::Redis(_), true, _) => {
+                (OnlineStoreConfig::Redis(_), true, _) if c.sentinel.is_none() => {
                     return Err(OnlineError::Config(
-                        "field `online_store.url` is missing (`redis://host:6379`)".into(),
+                        "field `online_store.url` is missing (`redis://host:6379`, or `sentinel: {master, nodes}`)".into(),
                     ));
                 }
                 (OnlineStoreConfig::Redis(_), false, false) => {

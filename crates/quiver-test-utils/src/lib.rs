@@ -8,6 +8,7 @@
 //!
 //! - [`cluster`]: [`RedisCluster`], six cluster-enabled `redis-server`s made into a cluster of
 //!   three primaries and three replicas with `redis-cli --cluster create`.
+//! - [`sentinel`]: [`RedisSentinel`], a primary, its replica and three Sentinels.
 //! - [`tls`]: [`TestPki`], a CA and certificates generated at test time (server, expired,
 //!   client, and a CA that signed none of them).
 //!
@@ -20,9 +21,11 @@ pub mod postgres;
 mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod sentinel;
 pub mod tls;
 
 pub use cluster::RedisCluster;
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;
+pub use sentinel::RedisSentinel;
 pub use tls::TestPki;

@@ -35,6 +35,8 @@ pub struct RedisServer {
     tls: Option<TlsPort>,
     /// Cluster mode: the cluster bus port (picked per start attempt) and the node timeout.
     cluster: Option<ClusterMode>,
+    /// More `redis-server` arguments (`--replicaof host port`).
+    extra: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,10 +113,33 @@ impl RedisServer {
         )
     }
 
+    /// A replica of the server on `primary_port` (`--replicaof 127.0.0.1 <port>`).
+    pub fn start_replica_of(primary_port: u16) -> RedisServer {
+        Self::start_full(
+            false,
+            None,
+            None,
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.to_string(),
+            ],
+        )
+    }
+
     fn start_inner(
         durable: bool,
         tls: Option<TlsPort>,
         cluster: Option<ClusterMode>,
+    ) -> RedisServer {
+        Self::start_full(durable, tls, cluster, Vec::new())
+    }
+
+    fn start_full(
+        durable: bool,
+        tls: Option<TlsPort>,
+        cluster: Option<ClusterMode>,
+        extra: Vec<String>,
     ) -> RedisServer {
         let binary = find_on_path("redis-server").unwrap_or_else(|| {
             panic!(
@@ -135,6 +160,7 @@ impl RedisServer {
             durable,
             tls,
             cluster,
+            extra,
         };
         server.port = start_on_free_port("redis-server", START_ATTEMPTS, |port| {
             server.port = port;
@@ -267,7 +293,7 @@ impl RedisServer {
 
 impl RedisServer {
     fn extra_args(&self) -> Vec<std::ffi::OsString> {
-        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut args: Vec<std::ffi::OsString> = self.extra.iter().map(Into::into).collect();
         if let Some(c) = self.cluster {
             for arg in [
                 "--cluster-enabled".to_string(),
@@ -318,7 +344,7 @@ impl Drop for RedisServer {
 
 /// Sends an inline `PING` and checks for `+PONG`, with short timeouts so a half-started server
 /// cannot stall the poll loop.
-fn answers_ping(addr: SocketAddr) -> bool {
+pub(crate) fn answers_ping(addr: SocketAddr) -> bool {
     let timeout = Duration::from_millis(200);
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
         return false;

@@ -189,14 +189,93 @@ impl ClusterState {
     }
 }
 
+/// `connections` connection managers on `client`: few, short reconnect attempts (a caller
+/// waits at most the command timeout anyway, and the next call starts a new attempt).
+async fn connect_managers(
+    client: redis::Client,
+    connections: usize,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+) -> RedisResult<Vec<Conn>> {
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(command_timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(connect_timeout);
+    let mut conns = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
+        conns.push(Conn::Single(
+            ConnectionManager::new_with_config(client.clone(), manager_config.clone()).await?,
+        ));
+    }
+    Ok(conns)
+}
+
+/// A Sentinel-managed primary: the Sentinel client, asked again for the primary when calls to
+/// the current one fail (it died, or it came back as a replica and refuses writes), at most
+/// every 500 ms, off the request path.
+struct SentinelState {
+    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+    connections: usize,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    renewed_at_ms: std::sync::atomic::AtomicU64,
+    renewing: std::sync::atomic::AtomicBool,
+    created: Instant,
+}
+
+impl SentinelState {
+    /// Connections to the primary Sentinel names now.
+    async fn connect(&self) -> RedisResult<Vec<Conn>> {
+        let client = self.client.lock().await.async_get_client().await?;
+        connect_managers(
+            client,
+            self.connections,
+            self.connect_timeout,
+            self.command_timeout,
+        )
+        .await
+    }
+
+    fn renew(self: &Arc<Self>, conns: &Arc<arc_swap::ArcSwap<Vec<Conn>>>) {
+        let now = (self.created.elapsed().as_millis() as u64).max(1);
+        let last = self.renewed_at_ms.load(Ordering::Relaxed);
+        if (last != 0 && now.saturating_sub(last) < 500)
+            || self.renewing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (state, conns) = (Arc::clone(self), Arc::clone(conns));
+        tokio::spawn(async move {
+            match tokio::time::timeout(state.connect_timeout, state.connect()).await {
+                Ok(Ok(fresh)) => {
+                    conns.store(Arc::new(fresh));
+                    tracing::info!("reconnected to the primary Sentinel names");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "asking Sentinel for the primary failed"),
+                Err(_) => tracing::warn!("asking Sentinel for the primary timed out"),
+            }
+            state.renewed_at_ms.store(
+                (state.created.elapsed().as_millis() as u64).max(1),
+                Ordering::Relaxed,
+            );
+            state.renewing.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// State every handle from [`RedisStore::with_codec`] shares.
 pub(super) struct Shared {
-    /// Handed out round-robin by [`Shared::conn`].
-    conns: Vec<Conn>,
+    /// Handed out round-robin by [`Shared::conn`]; replaced as a whole when Sentinel names a
+    /// new primary.
+    conns: Arc<arc_swap::ArcSwap<Vec<Conn>>>,
     /// A Redis Cluster: multi-key work is split by slot, SCAN runs on every primary.
     pub(super) cluster: bool,
     /// Cluster mode: the client and the connection in use (see [`ClusterState`]).
     cluster_state: Option<Arc<ClusterState>>,
+    /// Sentinel mode: how to find the current primary again (see [`SentinelState`]).
+    sentinel_state: Option<Arc<SentinelState>>,
     next: AtomicUsize,
     script: redis::Script,
     /// Releases a lock only for its owner (see `lock`).
@@ -244,6 +323,10 @@ impl RedisStore {
         if !config.nodes.is_empty() {
             return Self::connect_cluster(config, connect_timeout, command_timeout).await;
         }
+        if let Some(sentinel) = &config.sentinel {
+            return Self::connect_sentinel(config, sentinel, db, connect_timeout, command_timeout)
+                .await;
+        }
         let target = Target::new(&config.url);
         if config.url.starts_with("rediss://") {
             install_tls_provider();
@@ -272,30 +355,69 @@ impl RedisStore {
                 redis::Client::build_with_tls(info, tls_certificates(tls)?).map_err(config_error)?
             }
         };
-        // Few, short reconnect attempts: a caller waits at most the command timeout anyway, and
-        // the next call starts a new attempt if these fail.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(command_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(connect_timeout);
-        let connect_all = async {
-            let mut conns = Vec::with_capacity(config.connections.max(1));
-            for _ in 0..config.connections.max(1) {
-                conns.push(Conn::Single(
-                    ConnectionManager::new_with_config(client.clone(), manager_config.clone())
-                        .await?,
-                ));
-            }
-            Ok::<_, RedisError>(conns)
-        };
+        let connect_all =
+            connect_managers(client, config.connections, connect_timeout, command_timeout);
         let conns = match tokio::time::timeout(connect_timeout, connect_all).await {
             Ok(Ok(conns)) => conns,
             Ok(Err(e)) => return Err(target.error("connect", &e)),
             Err(_) => return Err(target.timeout("connect", connect_timeout)),
         };
         Self::with_shared(config, conns, false, target, command_timeout).await
+    }
+
+    /// Connects to the primary Sentinel names for `config.sentinel.master`, and finds it
+    /// again through Sentinel when calls to it fail (see [`SentinelState`]).
+    async fn connect_sentinel(
+        config: &RedisConfig,
+        sentinel: &crate::config::SentinelConfig,
+        db: Option<u32>,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Result<Self> {
+        let target = Target::new(&format!(
+            "sentinel {} at {}",
+            sentinel.master,
+            sentinel.nodes.join(",")
+        ));
+        let config_error = |e: RedisError| {
+            OnlineError::Config(format!(
+                "field `online_store.sentinel`: {}",
+                target.message("parse", &e)
+            ))
+        };
+        let node_info = db.map(|db| {
+            redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(
+                redis::RedisConnectionInfo::default().set_db(i64::from(db)),
+            )
+        });
+        let client = redis::sentinel::SentinelClient::build(
+            sentinel.nodes.clone(),
+            sentinel.master.clone(),
+            node_info,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(config_error)?;
+        let state = Arc::new(SentinelState {
+            client: tokio::sync::Mutex::new(client),
+            connections: config.connections,
+            connect_timeout,
+            command_timeout,
+            renewed_at_ms: std::sync::atomic::AtomicU64::new(0),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+            created: Instant::now(),
+        });
+        let conns = match tokio::time::timeout(connect_timeout, state.connect()).await {
+            Ok(Ok(conns)) => conns,
+            Ok(Err(e)) => return Err(target.error("connect", &e)),
+            Err(_) => return Err(target.timeout("connect", connect_timeout)),
+        };
+        let mut store = Self::with_shared(config, conns, false, target, command_timeout).await?;
+        let shared = Arc::get_mut(&mut store.shared).ok_or_else(|| OnlineError::Backend {
+            store: "redis",
+            message: "a new store is shared already (this is a bug in Quiver)".into(),
+        })?;
+        shared.sentinel_state = Some(state);
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster through `config.nodes`.
@@ -366,9 +488,10 @@ impl RedisStore {
         command_timeout: Duration,
     ) -> Result<Self> {
         let shared = Shared {
-            conns,
+            conns: Arc::new(arc_swap::ArcSwap::from_pointee(conns)),
             cluster,
             cluster_state: None,
+            sentinel_state: None,
             next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
             unlock_script: redis::Script::new(UNLOCK_IF_OWNER),
@@ -441,8 +564,9 @@ impl Shared {
         if let Some(state) = &self.cluster_state {
             return Conn::Cluster(ClusterConnection::clone(&state.conn.load()));
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
+        let conns = self.conns.load();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
+        conns[i].clone()
     }
 
     /// Runs `op` on the next connection under the command timeout, retrying once on the same
@@ -480,6 +604,20 @@ impl Shared {
             && matches!(&f, Failure::Deadline)
         {
             state.renew();
+        }
+        if let Some(state) = &self.sentinel_state {
+            let primary_lost = match &f {
+                Failure::Deadline => true,
+                Failure::Redis(e) => {
+                    e.is_io_error()
+                        || e.is_connection_refusal()
+                        || e.is_connection_dropped()
+                        || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                }
+            };
+            if primary_lost {
+                state.renew(&self.conns);
+            }
         }
         match f {
             Failure::Deadline => self.target.timeout(name, self.command_timeout),
