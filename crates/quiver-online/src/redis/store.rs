@@ -276,6 +276,9 @@ pub(super) struct Shared {
     cluster_state: Option<Arc<ClusterState>>,
     /// Sentinel mode: how to find the current primary again (see [`SentinelState`]).
     sentinel_state: Option<Arc<SentinelState>>,
+    /// Cluster mode: per hash slot, a slot its primary serves first (the primary's name for
+    /// routing a pipeline to it); `None` until read, or after a reply showed it stale.
+    slot_owners: std::sync::RwLock<Option<Arc<Vec<u16>>>>,
     next: AtomicUsize,
     script: redis::Script,
     /// Releases a lock only for its owner (see `lock`).
@@ -492,6 +495,7 @@ impl RedisStore {
             cluster,
             cluster_state: None,
             sentinel_state: None,
+            slot_owners: std::sync::RwLock::new(None),
             next: AtomicUsize::new(0),
             script: redis::Script::new(WRITE_IF_NOT_OLDER),
             unlock_script: redis::Script::new(UNLOCK_IF_OWNER),
@@ -548,6 +552,15 @@ impl RedisStore {
 impl Shared {
     /// A cluster's primaries, each as a slot it serves (`CLUSTER NODES`).
     pub(super) async fn primaries(&self) -> Result<Vec<u16>> {
+        Ok(self
+            .primary_ranges()
+            .await?
+            .into_iter()
+            .map(|(first, _)| first)
+            .collect())
+    }
+
+    async fn primary_ranges(&self) -> Result<Vec<(u16, Vec<(u16, u16)>)>> {
         let text: String = self
             .run("cluster nodes", |mut conn| async move {
                 redis::cmd("CLUSTER")
@@ -557,6 +570,40 @@ impl Shared {
             })
             .await?;
         Ok(parse_primaries(&text))
+    }
+
+    /// Per slot, its primary's first slot; read from `CLUSTER NODES` when unknown.
+    async fn slot_owners(&self) -> Result<Arc<Vec<u16>>> {
+        if let Some(map) = self
+            .slot_owners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(map);
+        }
+        let mut map = vec![u16::MAX; 16384];
+        for (first, ranges) in self.primary_ranges().await? {
+            for (a, b) in ranges {
+                for slot in a..=b.min(16383) {
+                    map[usize::from(slot)] = first;
+                }
+            }
+        }
+        let map = Arc::new(map);
+        *self
+            .slot_owners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(map.clone());
+        Ok(map)
+    }
+
+    /// Forgets the slot owners (a reply showed them stale).
+    fn forget_slot_owners(&self) {
+        *self
+            .slot_owners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// The next connection, round-robin (the current one on a cluster).
@@ -701,9 +748,10 @@ fn memory_of(info: &str) -> Option<crate::MemoryUsage> {
 }
 
 /// The primaries of `CLUSTER NODES` output (`id host:port@bus[,hostname] flags master ping
-/// pong epoch state slot-ranges...`) that serve slots, each as one slot it serves (commands
-/// for the node are routed by that slot, through the client's slot map); failed ones left out.
-fn parse_primaries(text: &str) -> Vec<u16> {
+/// pong epoch state slot-ranges...`) that serve slots, with their ranges; failed ones left
+/// out. A primary is named by the first slot it serves (commands for the node are routed by
+/// that slot, through the client's slot map).
+fn parse_primaries(text: &str) -> Vec<(u16, Vec<(u16, u16)>)> {
     let mut out = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -714,13 +762,17 @@ fn parse_primaries(text: &str) -> Vec<u16> {
         if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
             continue;
         }
-        let first = fields
+        let ranges: Vec<(u16, u16)> = fields
             .iter()
             .skip(8)
             .filter(|f| !f.starts_with('['))
-            .find_map(|f| f.split('-').next()?.parse::<u16>().ok());
-        if let Some(slot) = first {
-            out.push(slot);
+            .filter_map(|f| match f.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => f.parse().ok().map(|n| (n, n)),
+            })
+            .collect();
+        if let Some(&(first, _)) = ranges.first() {
+            out.push((first, ranges));
         }
     }
     out
@@ -750,6 +802,106 @@ fn encode(
 
 /// The key indices of one slot's MGET and the values it read.
 type SlotValues = (Vec<usize>, Vec<Option<Vec<u8>>>);
+
+/// The hash slot of a key: CRC16 (XMODEM) of its hash tag (the part between the first `{` and
+/// the next `}`, when not empty) or of the whole key, modulo 16384 — Redis Cluster's rule.
+fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|b| *b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter()
+                .position(|b| *b == b'}')
+                .map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % 16384
+}
+
+/// A cluster read grouped per node: the keys grouped by slot, the slots by their primary (as
+/// `CLUSTER NODES` last said), and per primary one pipeline of one `MGET` per slot, the
+/// primaries concurrently: one round trip per node. Slots whose reply is an error (`MOVED`:
+/// the owners changed; `ASK`, `TRYAGAIN`: a slot is migrating) are read again one `MGET` per
+/// slot through the client's routing, which follows the redirections, and the owners are read
+/// again next time.
+async fn read_by_node(shared: &Shared, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    let owners = shared.slot_owners().await?;
+    let mut by_slot: std::collections::HashMap<u16, Vec<usize>> = Default::default();
+    for (i, key) in keys.iter().enumerate() {
+        by_slot.entry(key_slot(key.as_bytes())).or_default().push(i);
+    }
+    let mut by_node: std::collections::HashMap<u16, Vec<Vec<usize>>> = Default::default();
+    for (slot, group) in by_slot {
+        let owner = owners[usize::from(slot)];
+        by_node.entry(owner).or_default().push(group);
+    }
+    let mut out = vec![None; keys.len()];
+    let mut again: Vec<usize> = Vec::new();
+    let calls = by_node.into_iter().map(|(owner, groups)| async move {
+        let mut pipe = redis::pipe();
+        for group in &groups {
+            let cmd = pipe.cmd("MGET");
+            for &i in group {
+                cmd.arg(&keys[i]);
+            }
+        }
+        let count = groups.len();
+        let replies: RedisResult<Vec<Value>> = if owner == u16::MAX {
+            Err(RedisError::from((
+                ErrorKind::Io,
+                "no primary known for a slot",
+            )))
+        } else {
+            match shared.conn() {
+                Conn::Cluster(mut c) => tokio::time::timeout(
+                    shared.command_timeout,
+                    c.route_pipeline(
+                        pipe,
+                        0,
+                        count,
+                        SingleNodeRoutingInfo::SpecificNode(redis::cluster_routing::Route::new(
+                            owner,
+                            redis::cluster_routing::SlotAddr::Master,
+                        )),
+                    ),
+                )
+                .await
+                .unwrap_or_else(|_| Err(RedisError::from((ErrorKind::Io, "timed out")))),
+                Conn::Single(_) => Err(RedisError::from((ErrorKind::Io, "not a cluster"))),
+            }
+        };
+        (groups, replies)
+    });
+    for (groups, replies) in futures_util::future::join_all(calls).await {
+        match replies {
+            Ok(values) if values.len() == groups.len() => {
+                for (group, value) in groups.into_iter().zip(values) {
+                    match redis::from_redis_value::<Vec<Option<Vec<u8>>>>(value) {
+                        Ok(vals) if vals.len() == group.len() => {
+                            for (i, v) in group.into_iter().zip(vals) {
+                                out[i] = v;
+                            }
+                        }
+                        _ => again.extend(group),
+                    }
+                }
+            }
+            _ => again.extend(groups.into_iter().flatten()),
+        }
+    }
+    if !again.is_empty() {
+        shared.forget_slot_owners();
+        again.sort_unstable();
+        let retry_keys: Vec<String> = again.iter().map(|&i| keys[i].clone()).collect();
+        let values = read_by_slot(shared, &retry_keys).await?;
+        for (i, v) in again.into_iter().zip(values) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
 
 /// A cluster read: one MGET per hash slot (a command the client routes by its key, following
 /// `MOVED` and `ASK`), the slots' MGETs concurrent, the values put back in key order.
@@ -913,7 +1065,7 @@ impl OnlineStoreRead for RedisStore {
             .map(|k| table.key(&shared.key_prefix, k))
             .collect();
         let values: Vec<Option<Vec<u8>>> = if shared.cluster {
-            read_by_slot(shared, &full).await?
+            read_by_node(shared, &full).await?
         } else {
             shared
                 .run("mget", |mut conn| {
@@ -1197,5 +1349,38 @@ impl OnlineStoreWrite for RedisStore {
             }
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_slots_follow_redis_cluster() {
+        // Values of `CLUSTER KEYSLOT` on a real server.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"somekey"), 11058);
+        // A hash tag decides; an empty one does not.
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+    }
+
+    #[test]
+    fn primaries_and_their_slots_from_cluster_nodes() {
+        let text = "a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                    b 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922 12000\n\
+                    c 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected 10923-11999\n\
+                    d 127.0.0.1:7003@17003 slave a 0 0 1 connected\n\
+                    e 127.0.0.1:7004@17004 master - 0 0 4 connected\n";
+        assert_eq!(
+            parse_primaries(text),
+            [
+                (0, vec![(0, 5460)]),
+                (5461, vec![(5461, 10922), (12000, 12000)])
+            ]
+        );
     }
 }
