@@ -91,6 +91,18 @@ async fn read_until(store: RedisStore, stop: Arc<AtomicBool>) -> Seen {
     seen
 }
 
+/// Stops the readers and merges what they saw.
+async fn stop_readers(stop: &AtomicBool, readers: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Seen::default();
+    for r in readers {
+        let s = r.await.unwrap();
+        seen.reads.extend(s.reads);
+        seen.wrong.extend(s.wrong);
+    }
+    seen
+}
+
 fn keyslot(cluster: &RedisCluster, key: &str) -> u16 {
     let out = std::process::Command::new("redis-cli")
         .args([
@@ -129,13 +141,7 @@ async fn a_killed_primary_is_replaced_and_reads_resume_without_a_restart() {
     let promoted_after = killed_at.elapsed();
     // Keep reading on the new topology for a while.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut seen = Seen::default();
-    for r in readers {
-        let s = r.await.unwrap();
-        seen.reads.extend(s.reads);
-        seen.wrong.extend(s.wrong);
-    }
+    let seen = stop_readers(&stop, readers).await;
     let new_primary = cluster
         .primary_of(slot)
         .unwrap_or_else(|| panic!("no primary for slot {slot}: {:?}", cluster.topology()));
@@ -195,13 +201,7 @@ async fn resharding_under_load_never_gives_a_wrong_answer() {
     out.unwrap();
     cluster.wait_ok();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut seen = Seen::default();
-    for r in readers {
-        let s = r.await.unwrap();
-        seen.reads.extend(s.reads);
-        seen.wrong.extend(s.wrong);
-    }
+    let seen = stop_readers(&stop, readers).await;
     let after: u32 = cluster
         .topology()
         .iter()

@@ -6,10 +6,9 @@
 use std::sync::Arc;
 
 use quiver::FeatureStore;
-use quiver::core::FeatureStatus;
 use quiver_test_utils::RedisCluster;
 
-use super::library::{LibraryWorker, requests};
+use super::library::{LibraryWorker, ensure_present, requests};
 use super::load_point;
 use crate::cli::Args;
 use crate::report::{LoadRow, ReadPath, SHAPES};
@@ -47,15 +46,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<LoadRow>> {
     let mut loads = Vec::new();
     for shape in &SHAPES[..2] {
         let requests = requests(*shape);
-        let first = store.get_online_features(&requests[0]).await?;
-        anyhow::ensure!(
-            first
-                .columns
-                .iter()
-                .skip(1)
-                .all(|c| c.statuses.iter().all(|s| *s == FeatureStatus::Present)),
-            "{shape}: not every value is PRESENT on the cluster"
-        );
+        ensure_present(&store, &requests[0], *shape).await?;
         for &concurrency in &args.concurrency {
             let workers = (0..concurrency)
                 .map(|i| LibraryWorker::new(store.clone(), requests.clone(), i * 37))

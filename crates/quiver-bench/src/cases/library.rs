@@ -62,6 +62,24 @@ pub(crate) fn requests(shape: Shape) -> Arc<[OnlineRequest]> {
         .collect()
 }
 
+/// Fails unless `request` finds every value PRESENT (the setup wrote everything).
+pub(crate) async fn ensure_present(
+    store: &FeatureStore,
+    request: &OnlineRequest,
+    shape: Shape,
+) -> anyhow::Result<()> {
+    let first = store.get_online_features(request).await?;
+    anyhow::ensure!(
+        first
+            .columns
+            .iter()
+            .skip(1)
+            .all(|c| c.statuses.iter().all(|s| *s == FeatureStatus::Present)),
+        "{shape}: not every value is PRESENT"
+    );
+    Ok(())
+}
+
 /// Every shape at every concurrency; tasks share one store (one Redis connection), as the server
 /// does.
 pub async fn run(serving: &ServingSetup, args: &Args) -> anyhow::Result<Vec<LoadRow>> {
@@ -69,15 +87,7 @@ pub async fn run(serving: &ServingSetup, args: &Args) -> anyhow::Result<Vec<Load
     let mut loads = Vec::new();
     for shape in SHAPES {
         let requests = requests(shape);
-        let first = store.get_online_features(&requests[0]).await?;
-        anyhow::ensure!(
-            first
-                .columns
-                .iter()
-                .skip(1)
-                .all(|c| c.statuses.iter().all(|s| *s == FeatureStatus::Present)),
-            "{shape}: not every value is PRESENT"
-        );
+        ensure_present(&store, &requests[0], shape).await?;
         for &concurrency in &args.concurrency {
             let workers = (0..concurrency)
                 .map(|i| LibraryWorker {
