@@ -132,3 +132,36 @@ def test_client_sends_its_token_and_refusals_are_permission_denied(
         )
     with pytest.raises(PermissionError, match="lacks scope `write`"):
         reader.write_to_online_store("user_profile", {"user_id": [1]})
+
+
+def test_429_is_retried_after_retry_after(quiver_bin: Path, project: Path, serve) -> None:
+    import hashlib
+    import time
+
+    digest = hashlib.sha256(b"slow-token").hexdigest()
+    config = project / "quiver.yaml"
+    text = config.read_text()
+    config.write_text(
+        text.replace(
+            "\nserver:\n",
+            "\nserver:\n  auth: {tokens: [{name: slow, sha256: "
+            + digest
+            + ", scopes: [read], rate: 1, burst: 1}]}\n",
+        )
+    )
+    run_cli(quiver_bin, project, "apply")
+    run_cli(quiver_bin, project, "materialize", "--views", "user_profile")
+    server = serve(project)
+    rows = [{"user_id": 42}]
+    # One request a second: without retries the second request at once is refused...
+    hasty = quiver.Client(server.url, token="slow-token", retries=0)
+    hasty.get_online_features(features=["user_profile:age"], entity_rows=rows)
+    with pytest.raises(quiver.Unavailable, match="rate"):
+        hasty.get_online_features(features=["user_profile:age"], entity_rows=rows)
+    # ...and with them, the client waits what Retry-After says and every request succeeds.
+    patient = quiver.Client(server.url, token="slow-token", retries=3)
+    started = time.monotonic()
+    for _ in range(3):
+        got = patient.get_online_features(features=["user_profile:age"], entity_rows=rows)
+        assert got.to_dict()["user_id"] == [42]
+    assert time.monotonic() - started >= 1.0
