@@ -84,9 +84,6 @@ pub struct RedisConfig {
     /// topology changes, failovers and `MOVED`/`ASK` redirections.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
-    /// `redis_cluster`: read from replicas too (spreads reads; a replica may lag its primary).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub read_from_replicas: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
     #[serde(default = "default_command_timeout")]
@@ -167,7 +164,6 @@ impl std::fmt::Debug for RedisConfig {
                 "nodes",
                 &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
             )
-            .field("read_from_replicas", &self.read_from_replicas)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("key_prefix", &self.key_prefix)

@@ -445,10 +445,6 @@ impl RedisStore {
             .retries(3)
             .min_retry_wait(20)
             .max_retry_wait(500);
-        if config.read_from_replicas {
-            builder =
-                builder.read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
-        }
         if let Some(tls) = &config.tls {
             builder = builder.certs(tls_certificates(tls)?);
         }
@@ -828,6 +824,7 @@ fn key_slot(key: &[u8]) -> u16 {
 /// again next time.
 async fn read_by_node(shared: &Shared, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
     let owners = shared.slot_owners().await?;
+    let read_from = redis::cluster_routing::SlotAddr::Master;
     let mut by_slot: std::collections::HashMap<u16, Vec<usize>> = Default::default();
     for (i, key) in keys.iter().enumerate() {
         by_slot.entry(key_slot(key.as_bytes())).or_default().push(i);
@@ -862,8 +859,7 @@ async fn read_by_node(shared: &Shared, keys: &[String]) -> Result<Vec<Option<Vec
                         0,
                         count,
                         SingleNodeRoutingInfo::SpecificNode(redis::cluster_routing::Route::new(
-                            owner,
-                            redis::cluster_routing::SlotAddr::Master,
+                            owner, read_from,
                         )),
                     ),
                 )
