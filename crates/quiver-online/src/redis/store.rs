@@ -142,6 +142,44 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// Lets one background renewal of a connection run at a time, and none sooner than
+/// `min_gap` after the previous one ended, so a burst of failing calls starts one renewal.
+struct RenewGate {
+    min_gap: Duration,
+    /// When the last renewal ended, ms since `created` (0: never).
+    last_ms: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+    created: Instant,
+}
+
+impl RenewGate {
+    fn new(min_gap: Duration) -> RenewGate {
+        RenewGate {
+            min_gap,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            running: std::sync::atomic::AtomicBool::new(false),
+            created: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        (self.created.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// Whether a renewal may start now; if so, it holds the gate until [`RenewGate::done`].
+    fn try_start(&self) -> bool {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let too_soon =
+            last != 0 && self.now_ms().saturating_sub(last) < self.min_gap.as_millis() as u64;
+        !too_soon && !self.running.swap(true, Ordering::AcqRel)
+    }
+
+    fn done(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.running.store(false, Ordering::Release);
+    }
+}
+
 /// A cluster store's connection, renewed when calls keep timing out. The client's connection
 /// follows `MOVED`/`ASK` and failovers itself, but under load during a topology change (a live
 /// reshard, a failover) it was seen to stop answering for good: every later call timed out.
@@ -150,20 +188,13 @@ impl ConnectionLike for Conn {
 struct ClusterState {
     client: redis::cluster::ClusterClient,
     conn: arc_swap::ArcSwap<ClusterConnection>,
-    /// When the connection was last renewed, ms since `created` (0: never).
-    renewed_at_ms: std::sync::atomic::AtomicU64,
-    renewing: std::sync::atomic::AtomicBool,
-    created: Instant,
+    gate: RenewGate,
     connect_timeout: Duration,
 }
 
 impl ClusterState {
     fn renew(self: &Arc<Self>) {
-        let now = (self.created.elapsed().as_millis() as u64).max(1);
-        let last = self.renewed_at_ms.load(Ordering::Relaxed);
-        if (last != 0 && now.saturating_sub(last) < 1000)
-            || self.renewing.swap(true, Ordering::AcqRel)
-        {
+        if !self.gate.try_start() {
             return;
         }
         let state = Arc::clone(self);
@@ -180,11 +211,7 @@ impl ClusterState {
                 }
                 Err(_) => tracing::warn!("renewing the Redis Cluster connection timed out"),
             }
-            state.renewed_at_ms.store(
-                (state.created.elapsed().as_millis() as u64).max(1),
-                Ordering::Relaxed,
-            );
-            state.renewing.store(false, Ordering::Release);
+            state.gate.done();
         });
     }
 }
@@ -220,9 +247,7 @@ struct SentinelState {
     connections: usize,
     connect_timeout: Duration,
     command_timeout: Duration,
-    renewed_at_ms: std::sync::atomic::AtomicU64,
-    renewing: std::sync::atomic::AtomicBool,
-    created: Instant,
+    gate: RenewGate,
 }
 
 impl SentinelState {
@@ -239,11 +264,7 @@ impl SentinelState {
     }
 
     fn renew(self: &Arc<Self>, conns: &Arc<arc_swap::ArcSwap<Vec<Conn>>>) {
-        let now = (self.created.elapsed().as_millis() as u64).max(1);
-        let last = self.renewed_at_ms.load(Ordering::Relaxed);
-        if (last != 0 && now.saturating_sub(last) < 500)
-            || self.renewing.swap(true, Ordering::AcqRel)
-        {
+        if !self.gate.try_start() {
             return;
         }
         let (state, conns) = (Arc::clone(self), Arc::clone(conns));
@@ -256,11 +277,7 @@ impl SentinelState {
                 Ok(Err(e)) => tracing::warn!(error = %e, "asking Sentinel for the primary failed"),
                 Err(_) => tracing::warn!("asking Sentinel for the primary timed out"),
             }
-            state.renewed_at_ms.store(
-                (state.created.elapsed().as_millis() as u64).max(1),
-                Ordering::Relaxed,
-            );
-            state.renewing.store(false, Ordering::Release);
+            state.gate.done();
         });
     }
 }
@@ -405,9 +422,7 @@ impl RedisStore {
             connections: config.connections,
             connect_timeout,
             command_timeout,
-            renewed_at_ms: std::sync::atomic::AtomicU64::new(0),
-            renewing: std::sync::atomic::AtomicBool::new(false),
-            created: Instant::now(),
+            gate: RenewGate::new(Duration::from_millis(500)),
         });
         let conns = match tokio::time::timeout(connect_timeout, state.connect()).await {
             Ok(Ok(conns)) => conns,
@@ -471,9 +486,7 @@ impl RedisStore {
         shared.cluster_state = Some(Arc::new(ClusterState {
             client,
             conn: arc_swap::ArcSwap::from_pointee(conn),
-            renewed_at_ms: std::sync::atomic::AtomicU64::new(0),
-            renewing: std::sync::atomic::AtomicBool::new(false),
-            created: Instant::now(),
+            gate: RenewGate::new(Duration::from_secs(1)),
             connect_timeout,
         }));
         Ok(store)
@@ -1351,6 +1364,17 @@ impl OnlineStoreWrite for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_renewal_at_a_time_and_none_too_soon() {
+        let gate = RenewGate::new(Duration::from_millis(200));
+        assert!(gate.try_start());
+        assert!(!gate.try_start(), "one is running");
+        gate.done();
+        assert!(!gate.try_start(), "within the gap");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(gate.try_start());
+    }
 
     #[test]
     fn key_slots_follow_redis_cluster() {
