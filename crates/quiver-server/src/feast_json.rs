@@ -145,33 +145,13 @@ pub fn decode_rows(
         })
         .collect();
 
-    let parse_ts = |col: &str, i: usize, v: &serde_json::Value| -> Result<i64> {
-        match Value::from_json(v, quiver_core::ValueType::Scalar(ScalarType::Timestamp)) {
-            Ok(Value::Timestamp(ts)) => Ok(ts),
-            Ok(_) => Err(Error::InvalidRequest(format!(
-                "column `{col}` row {i} is null"
-            ))),
-            Err(e) => Err(Error::InvalidRequest(format!(
-                "column `{col}` row {i}: {e}"
-            ))),
-        }
-    };
     let mut batch = Vec::with_capacity(n);
     for i in 0..n {
-        let key = EntityKey(
-            key_cols
-                .iter()
-                .map(|(k, c)| {
-                    KeyValue::from_json(&c[i], k.key_type).map_err(|e| {
-                        Error::InvalidRequest(format!("column `{}` row {i}: {e}", k.name))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-        );
-        let event_ts = parse_ts("event_timestamp", i, &ts_col[i])?;
+        let key = key_at(&key_cols, i)?;
+        let event_ts = event_time_at("event_timestamp", i, &ts_col[i])?;
         let created_ts = match created_col.map(|c| &c[i]) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(parse_ts("created", i, v)?),
+            None => None,
+            Some(v) => time_at("created", i, v)?,
         };
         let read = field_cols
             .iter()
@@ -220,6 +200,38 @@ pub fn decode_rows(
         batch.push((key, record));
     }
     Ok(batch)
+}
+
+/// Row `i`'s entity key from the join-key columns, each value typed by its key.
+fn key_at(
+    columns: &[(&quiver_core::JoinKey, &Vec<serde_json::Value>)],
+    i: usize,
+) -> Result<EntityKey> {
+    columns
+        .iter()
+        .map(|(k, c)| {
+            KeyValue::from_json(&c[i], k.key_type)
+                .map_err(|e| Error::InvalidRequest(format!("column `{}` row {i}: {e}", k.name)))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(EntityKey)
+}
+
+/// A timestamp cell (RFC 3339) of column `col`, row `i`; `None` for null.
+fn time_at(col: &str, i: usize, v: &serde_json::Value) -> Result<Option<i64>> {
+    match Value::from_json(v, quiver_core::ValueType::Scalar(ScalarType::Timestamp)) {
+        Ok(Value::Timestamp(t)) => Ok(Some(t)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(Error::InvalidRequest(format!(
+            "column `{col}` row {i}: {e}"
+        ))),
+    }
+}
+
+/// An event time cell: a timestamp, never null.
+fn event_time_at(col: &str, i: usize, v: &serde_json::Value) -> Result<i64> {
+    time_at(col, i, v)?
+        .ok_or_else(|| Error::InvalidRequest(format!("column `{col}` row {i} is null")))
 }
 
 /// The columns a row of `view` may carry: its join keys, its plain fields and inputs (never a
@@ -414,32 +426,13 @@ fn decode_window_events(
             )));
         }
     }
-    let time = |col: &str, i: usize, v: &serde_json::Value| -> Result<Option<i64>> {
-        match Value::from_json(v, quiver_core::ValueType::Scalar(ScalarType::Timestamp)) {
-            Ok(Value::Timestamp(t)) => Ok(Some(t)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(Error::InvalidRequest(format!(
-                "column `{col}` row {i}: {e}"
-            ))),
-        }
-    };
     (0..n)
         .map(|i| {
-            let key = EntityKey(
-                keys.iter()
-                    .map(|(k, c)| {
-                        KeyValue::from_json(&c[i], k.key_type).map_err(|e| {
-                            Error::InvalidRequest(format!("column `{}` row {i}: {e}", k.name))
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            );
-            let event_ts = time(ts_name, i, &ts[i])?.ok_or_else(|| {
-                Error::InvalidRequest(format!("column `{ts_name}` row {i} is null"))
-            })?;
+            let key = key_at(&keys, i)?;
+            let event_ts = event_time_at(ts_name, i, &ts[i])?;
             let created_ts = match created.map(|c| &c[i]) {
                 None => None,
-                Some(v) => time("created", i, v)?,
+                Some(v) => time_at("created", i, v)?,
             };
             let values = values
                 .iter()
