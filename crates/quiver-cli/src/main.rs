@@ -72,6 +72,9 @@ enum Command {
     Prune(commands::incremental::PruneArgs),
     /// Print online feature values for entities.
     Get(commands::get::Args),
+    /// Per view: the last materialization, the newest event online, and whether it is within
+    /// its `freshness.max_age` (exit code 3 when a view is stale).
+    Status(commands::status::Args),
     /// Run the HTTP feature server.
     Serve(commands::serve::Args),
     /// Load the online store from the offline layer (entities from a file, all, or the top N).
@@ -116,6 +119,8 @@ fn main() -> std::process::ExitCode {
     };
     // `plan --detailed-exitcode` exits 2 when there are changes.
     let mut plan_has_changes = false;
+    // `status` exits 3 when a view is staler than its bound.
+    let mut stale_views = false;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init(args) => commands::init::run(args),
@@ -134,6 +139,9 @@ fn main() -> std::process::ExitCode {
             Command::Historical(args) => commands::historical::run(&cli.project, args).await,
             Command::Prune(args) => commands::incremental::prune(&cli.project, args).await,
             Command::Get(args) => commands::get::run(&cli.project, args).await,
+            Command::Status(args) => commands::status::run(&cli.project, args)
+                .await
+                .map(|stale| stale_views = stale),
             Command::Serve(args) => commands::serve::run(&cli.project, args).await,
             Command::Warm(args) => commands::warm::run(&cli.project, args).await,
             Command::Records(args) => commands::records::run(&cli.project, args).await,
@@ -145,6 +153,7 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) if plan_has_changes => std::process::ExitCode::from(2),
+        Ok(()) if stale_views => std::process::ExitCode::from(3),
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

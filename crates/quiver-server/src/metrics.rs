@@ -270,6 +270,19 @@ pub fn render_stats(
     }
     let _ = writeln!(
         out,
+        "# HELP quiver_view_newest_event_age_seconds Age of the newest event materialized into the online store for the view (now minus its event time).\n# TYPE quiver_view_newest_event_age_seconds gauge"
+    );
+    for f in store.freshness(now).unwrap_or_default() {
+        if let Some(age) = f.newest_event_seconds_ago {
+            let _ = writeln!(
+                out,
+                "quiver_view_newest_event_age_seconds{{view=\"{}\"}} {age}",
+                esc(&f.view),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP quiver_view_freshness_max_age_seconds The view's `freshness.max_age`.\n# TYPE quiver_view_freshness_max_age_seconds gauge"
     );
     for served in store.views() {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use quiver::FeatureStore;
 use quiver_server::ServeOptions;
@@ -119,7 +118,7 @@ impl Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), "{type: embedded}", "", "1h");
+    write_project(dir.path(), "{type: embedded}", "", "2h");
     let store = open_materialized(dir.path()).await;
     let server = common::spawn(store, ServeOptions::default()).await;
     let c = Client::new(server.addr);
@@ -144,6 +143,11 @@ async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
             < 60.0,
         "{health}"
     );
+    // Freshness is the age of the newest event materialized: the rows are an hour old.
+    let event_age = health["views"]["profile"]["newest_event_seconds_ago"]
+        .as_f64()
+        .unwrap();
+    assert!((3500.0..3800.0).contains(&event_age), "{health}");
 
     // Two hits and a miss, then the counts per view.
     let body = c.features(&[1, 2, 99]).await;
@@ -249,7 +253,7 @@ async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
         "quiver_view_fallbacks_total{view=\"profile\",reason=\"miss\"} 0",
         "quiver_view_layer_keys_total{view=\"profile\",layer=\"online\",result=\"missing\"} 3",
         "quiver_feature_requests_total{view=\"profile\",feature=\"age\"} 3",
-        "quiver_view_freshness_max_age_seconds{view=\"profile\"} 3600",
+        "quiver_view_freshness_max_age_seconds{view=\"profile\"} 7200",
         "quiver_http_errors_total{route=\"/invalidate\",kind=\"invalid_argument\"}",
         "quiver_view_read_duration_seconds_bucket{view=\"profile\",layer=\"online\",le=\"+Inf\"} 3",
         "quiver_store_operation_duration_seconds_count{backend=\"embedded\",operation=\"read\"}",
@@ -264,6 +268,14 @@ async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
         .find_map(|l| l.strip_prefix("quiver_view_materialization_age_seconds{view=\"profile\"} "))
         .unwrap_or_else(|| panic!("no materialization age in\n{text}"));
     assert!(age.parse::<f64>().unwrap() < 60.0, "{age}");
+    let event_age = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quiver_view_newest_event_age_seconds{view=\"profile\"} "))
+        .unwrap_or_else(|| panic!("no newest event age in\n{text}"));
+    assert!(
+        (3500.0..3800.0).contains(&event_age.parse::<f64>().unwrap()),
+        "{event_age}"
+    );
     let served = text
         .lines()
         .find_map(|l| l.strip_prefix("quiver_view_served_value_age_seconds{view=\"profile\"} "))
@@ -276,20 +288,19 @@ async fn health_stats_invalidation_and_metrics_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_staler_than_its_bound_degrades_health_but_stays_ready() {
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), "{type: embedded}", "", "1s");
+    // Just materialized, but the newest event it loaded is an hour old: stale for a 30m bound.
+    write_project(dir.path(), "{type: embedded}", "", "30m");
     let store = open_materialized(dir.path()).await;
     let server = common::spawn(store, ServeOptions::default()).await;
     let c = Client::new(server.addr);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, health) = c.get("/health").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["views"]["profile"]["stale"], true, "{health}");
+    let reason = health["reasons"][0].as_str().unwrap();
     assert!(
-        health["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("`profile` is stale"),
+        reason.contains("`profile` is stale: its newest materialized event is 3")
+            && reason.contains("s old (last materialized "),
         "{health}"
     );
     assert_eq!(c.get("/readyz").await.0, 200);
@@ -298,7 +309,7 @@ async fn a_view_staler_than_its_bound_degrades_health_but_stays_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_online_removes_versions_no_longer_served() {
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), "{type: embedded}", "", "1h");
+    write_project(dir.path(), "{type: embedded}", "", "2h");
     let mut store = open_materialized(dir.path()).await;
     // A schema change bumps the version: apply says what v1 leaves behind online.
     let defs = dir.path().join("features/defs.yaml");
@@ -354,7 +365,7 @@ async fn redis_down_without_a_fallback_is_unhealthy_and_not_ready() {
         "{{type: redis, url: \"{}\", connect_timeout: 300ms, command_timeout: 300ms, resilience: {{timeout: 150ms, retries: 0}}}}",
         redis.url()
     );
-    write_project(dir.path(), &online, "server: {request_timeout: 1s}\n", "1h");
+    write_project(dir.path(), &online, "server: {request_timeout: 1s}\n", "2h");
     let store = open_materialized(dir.path()).await;
     let server = common::spawn(store, ServeOptions::default()).await;
     let c = Client::new(server.addr);
@@ -394,7 +405,7 @@ async fn redis_down_without_a_fallback_is_unhealthy_and_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lineage_names_the_source_the_version_and_the_runs() {
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), "{type: embedded}", "", "1h");
+    write_project(dir.path(), "{type: embedded}", "", "2h");
     let store = open_materialized(dir.path()).await;
     let server = common::spawn(store, ServeOptions::default()).await;
     let c = Client::new(server.addr);

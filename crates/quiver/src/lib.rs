@@ -38,6 +38,7 @@ pub mod config;
 pub mod definitions;
 pub mod error;
 mod file_lock;
+pub mod freshness;
 pub mod init;
 pub mod lineage;
 pub mod materialize;
@@ -59,6 +60,7 @@ pub use apply::{ApplyReport, Plan};
 pub use catalog::{Catalog, ServedView};
 pub use config::{Project, ProjectConfig};
 pub use error::{Error, ErrorKind, Result};
+pub use freshness::ViewFreshness;
 pub use init::{InitReport, init_project};
 pub use materialize::{MaterializeOptions, MaterializeReport, NoProgress, Progress, ViewReport};
 pub use offline::{

@@ -60,6 +60,8 @@ pub struct ViewReport {
     /// The first rejection messages, each naming view, entity key, field and value.
     pub rejections: Vec<String>,
     pub seconds: f64,
+    /// The newest event time among the rows written (ns UTC); `None` when none were.
+    pub newest_event: Option<i64>,
 }
 
 /// What `materialize` did, per view.
@@ -141,6 +143,7 @@ impl FeatureStore {
             written: view.written,
             rejected: view.rejected,
             seconds: view.seconds,
+            newest_event: view.newest_event,
         };
         let name = view.view.clone();
         let saved = self
@@ -308,8 +311,11 @@ impl FeatureStore {
         let mut total = WriteSummary::default();
         let mut writes: tokio::task::JoinSet<Result<(WriteSummary, usize)>> =
             tokio::task::JoinSet::new();
+        let mut newest_event: Option<i64> = None;
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk?;
+            let newest = chunk.iter().map(|(_, r)| r.event_ts).max();
+            newest_event = newest_event.max(newest);
             while writes.len() >= WRITES_IN_FLIGHT {
                 if let Some(joined) = writes.join_next().await {
                     let (summary, rows) = finished(joined)?;
@@ -337,6 +343,9 @@ impl FeatureStore {
         report.written = total.written as u64;
         report.skipped_older = total.skipped_older as u64;
         report.entities = report.written + report.skipped_older;
+        // Rows skipped as older leave the online store's newer event in place, so the newest
+        // event online is at least the newest one offered.
+        report.newest_event = newest_event.filter(|_| total.written + total.skipped_older > 0);
         report.seconds = started.elapsed().as_secs_f64();
         progress.view_finished(&report);
         Ok(report)

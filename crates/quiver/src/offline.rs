@@ -205,6 +205,7 @@ impl FeatureStore {
             written: rows,
             rejected: 0,
             seconds: started.elapsed().as_secs_f64(),
+            newest_event: None,
         };
         let name = view.to_string();
         let saved = self

@@ -178,13 +178,24 @@ pub struct MaterializationRun {
     pub written: u64,
     pub rejected: u64,
     pub seconds: f64,
+    /// The newest event time in the online store from materializations of this version, ns
+    /// UTC, as of this run: the newest event this run wrote, or the previous run's when this
+    /// one wrote nothing newer (what freshness is measured from). `None` for builds, for runs
+    /// recorded before Quiver kept it, and while nothing was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_event: Option<i64>,
 }
 
 impl Registry {
     /// Records a finished run of `view` (the last [`RUNS_KEPT`] are kept); a materialization is
     /// also the view's latest, what freshness is measured from.
-    pub fn record_run(&mut self, view: &str, run: MaterializationRun) {
+    pub fn record_run(&mut self, view: &str, mut run: MaterializationRun) {
         if run.kind == RunKind::Materialize {
+            if let Some(previous) = self.materializations.get(view)
+                && previous.version == run.version
+            {
+                run.newest_event = run.newest_event.max(previous.newest_event);
+            }
             self.materializations.insert(view.to_string(), run.clone());
         }
         let runs = self.runs.entry(view.to_string()).or_default();
@@ -741,5 +752,27 @@ feature_views:
         // The latest materialization (an even end), not the latest build.
         assert_eq!(r.materializations["v"].end, RUNS_KEPT as i64 + 4);
         assert_eq!(r.materializations["v"].kind, RunKind::Materialize);
+    }
+
+    #[test]
+    fn the_newest_event_carries_over_runs_of_one_version() {
+        let mut r = Registry::empty("p");
+        let run = |version, newest_event| MaterializationRun {
+            version,
+            newest_event,
+            ..MaterializationRun::default()
+        };
+        r.record_run("v", run(1, Some(50)));
+        // An incremental run that wrote nothing keeps the newest event online.
+        r.record_run("v", run(1, None));
+        assert_eq!(r.materializations["v"].newest_event, Some(50));
+        // An older event does not move it back.
+        r.record_run("v", run(1, Some(40)));
+        assert_eq!(r.materializations["v"].newest_event, Some(50));
+        r.record_run("v", run(1, Some(70)));
+        assert_eq!(r.materializations["v"].newest_event, Some(70));
+        // A new version starts over: its online table is new.
+        r.record_run("v", run(2, None));
+        assert_eq!(r.materializations["v"].newest_event, None);
     }
 }

@@ -184,32 +184,18 @@ pub async fn assess(state: &AppState) -> Assessment {
     };
 
     let mut views = serde_json::Map::new();
-    if let Ok(registry) = &registry {
-        let now = quiver_online_now();
-        for served in current.views() {
-            let name = &served.definition.name;
-            let run = registry.materializations.get(name);
-            let age = run.map(|r| (now - r.finished_at) as f64 / 1e9);
-            let bound = served.definition.freshness_max_age;
-            let stale = match (bound, age) {
-                (Some(b), Some(a)) => a > b.as_secs_f64(),
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if stale {
-                reasons.push(format!(
-                    "view `{name}` is stale: last materialized {}, `freshness.max_age` is {:?}",
-                    age.map_or("never".to_string(), |a| format!("{a:.0} s ago")),
-                    bound.unwrap_or_default()
-                ));
-            }
+    if let Ok(freshness) = current.freshness(quiver_online_now()) {
+        for f in freshness {
+            reasons.extend(f.stale_reason());
             views.insert(
-                name.clone(),
+                f.view.clone(),
                 json!({
-                    "version": served.table.version,
-                    "materialized_seconds_ago": age,
-                    "freshness_max_age_seconds": bound.map(|b| b.as_secs_f64()),
-                    "stale": stale,
+                    "version": f.version,
+                    "materialized_seconds_ago": f.materialized_seconds_ago,
+                    "newest_event": f.newest_event.map(quiver_core::value::format_timestamp),
+                    "newest_event_seconds_ago": f.newest_event_seconds_ago,
+                    "freshness_max_age_seconds": f.max_age.map(|b| b.as_secs_f64()),
+                    "stale": f.stale,
                 }),
             );
         }
