@@ -8,7 +8,7 @@ use clap::Parser;
 /// Every case, in the order they run. The HTTP case runs before the library case so the process
 /// RSS it reports is not inflated by the other cases' allocations; materialization runs last for
 /// the same reason (it holds a million records in memory).
-pub const ALL_CASES: [&str; 9] = [
+pub const ALL_CASES: [&str; 10] = [
     "codec",
     "raw",
     "http",
@@ -18,6 +18,7 @@ pub const ALL_CASES: [&str; 9] = [
     "records",
     "cluster",
     "materialize",
+    "skew",
 ];
 
 /// Quiver's end-to-end benchmarks: HTTP and library reads against Redis next to the raw-Redis
@@ -40,11 +41,15 @@ pub struct Args {
     pub duration_secs: Option<f64>,
 
     /// Cases to run, comma-separated (default all): codec, raw, http, library, memory,
-    /// fallback, records, materialize. `fallback` and `records` start its own redis-server (it kills it) and a
+    /// fallback, records, cluster, materialize, skew. `fallback` and `records` start its own redis-server (it kills it) and a
     /// PostgreSQL cluster, whatever `--redis-url` says. `soak` (only with `--soak-seconds`) names no case: `--cases soak` runs the
     /// soak alone.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
+
+    /// Logged rows the skew case compares (default 1,000,000, or 100,000 with `--quick`).
+    #[arg(long)]
+    pub skew_rows: Option<usize>,
 
     /// Rows to materialize (default 1,000,000, or 100,000 with `--quick`).
     #[arg(long)]
@@ -87,6 +92,11 @@ impl Args {
 
     pub fn warmup(&self) -> Duration {
         Duration::from_millis(if self.quick { 500 } else { 2_000 })
+    }
+
+    pub fn skew_rows(&self) -> usize {
+        self.skew_rows
+            .unwrap_or(if self.quick { 100_000 } else { 1_000_000 })
     }
 
     pub fn materialize_rows(&self) -> usize {

@@ -75,6 +75,9 @@ enum Command {
     /// Per view: the last materialization, the newest event online, and whether it is within
     /// its `freshness.max_age` (exit code 3 when a view is stale).
     Status(commands::status::Args),
+    /// Compare what a feature service served (its exported logs) with what a training set
+    /// computes for the same entities and times, value by value.
+    Skew(commands::skew::Args),
     /// Run the HTTP feature server.
     Serve(commands::serve::Args),
     /// Load the online store from the offline layer (entities from a file, all, or the top N).
@@ -139,6 +142,7 @@ fn main() -> std::process::ExitCode {
             Command::Historical(args) => commands::historical::run(&cli.project, args).await,
             Command::Prune(args) => commands::incremental::prune(&cli.project, args).await,
             Command::Get(args) => commands::get::run(&cli.project, args).await,
+            Command::Skew(args) => commands::skew::run(&cli.project, args).await,
             Command::Status(args) => commands::status::run(&cli.project, args)
                 .await
                 .map(|stale| stale_views = stale),

@@ -356,6 +356,91 @@ pub fn features_at(
     Ok((columns, read))
 }
 
+/// What a training set sees at each entity row, with the detail a skew check compares:
+/// [`point_in_time`].
+#[derive(Clone, Debug)]
+pub struct PointInTime {
+    /// One column per feature, exactly as [`features_at`] returns them (null where no row is
+    /// within the TTL).
+    pub columns: Vec<ArrayRef>,
+    /// Per entity row, for plain views: the event time of the latest source row at or before
+    /// the row's time, even when it is older than the TTL (`None`: no such row, or a derived
+    /// view, whose values are evaluated at the row's time).
+    pub event_times: Vec<Option<i64>>,
+    /// Per entity row: the latest source row is older than the view's TTL (the training set
+    /// holds nulls; online, such a value is `OUTSIDE_MAX_AGE`).
+    pub outside_ttl: Vec<bool>,
+}
+
+/// [`features_at`], plus per entity row the event time of the source row found and whether it
+/// was older than the TTL. A plain view's source is read from its beginning (to tell an old
+/// row from none).
+pub fn point_in_time(
+    path: &Path,
+    source: &Source,
+    view: &FeatureView,
+    entities: EntityRows<'_>,
+    features: &[String],
+) -> Result<(PointInTime, TableRead)> {
+    let n = entities.times.len();
+    if view.is_derived() || n == 0 {
+        let (columns, read) = features_at(path, source, view, entities, features)?;
+        return Ok((
+            PointInTime {
+                columns,
+                event_times: vec![None; n],
+                outside_ttl: vec![false; n],
+            },
+            read,
+        ));
+    }
+    check_entity_keys(entities.rows, view, entities.origin)?;
+    let key_names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
+    let max_t = entities.times.iter().copied().max().unwrap_or(i64::MIN);
+    let read = read_events(path, source, view, None, Some(max_t.saturating_add(1)))?;
+    let events = &read.batch;
+    let mut interner = KeyInterner::new();
+    let event_keys = interner.intern(&key_columns(events, &key_names)?)?;
+    let query_keys = interner.intern(&key_columns(entities.rows, &key_names)?)?;
+    let event_times = times(events, EVENT_TIMESTAMP);
+    // The latest row at or before each time, whatever its age; the TTL is applied after (the
+    // same rows the TTL-bounded join finds: when the latest row is too old, all are).
+    let latest = compute::asof_join(
+        &query_keys,
+        entities.times,
+        &event_keys,
+        &event_times,
+        created_times(events).as_deref(),
+        None,
+    )?;
+    let ttl = view.ttl.map(window_ns);
+    let mut found = Vec::with_capacity(n);
+    let mut times_found = Vec::with_capacity(n);
+    let mut outside_ttl = Vec::with_capacity(n);
+    for (row, m) in latest.iter().enumerate() {
+        let at = m.map(|i| event_times[i as usize]);
+        let old = match (at, ttl) {
+            (Some(at), Some(ttl)) => entities.times[row].saturating_sub(at) > ttl,
+            _ => false,
+        };
+        found.push(if old { None } else { *m });
+        times_found.push(at);
+        outside_ttl.push(old);
+    }
+    let columns: Vec<ArrayRef> = features
+        .iter()
+        .map(|f| events.column_by_name(f).cloned().ok_or_else(|| not_read(f)))
+        .collect::<Result<_>>()?;
+    Ok((
+        PointInTime {
+            columns: compute::take_columns(&columns, &found)?,
+            event_times: times_found,
+            outside_ttl,
+        },
+        read,
+    ))
+}
+
 fn not_read(column: &str) -> OfflineError {
     OfflineError::Internal {
         message: format!("column `{column}` was not read"),

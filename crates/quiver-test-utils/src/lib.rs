@@ -12,10 +12,13 @@
 //! - [`tls`]: [`TestPki`], a CA and certificates generated at test time (server, expired,
 //!   client, and a CA that signed none of them).
 //!
+//! - [`browser`]: a page rendered by headless Chromium: screenshot, DOM, console messages.
+//!
 //! - `process.rs`: what both share (ephemeral ports, start retries, kill by pid).
 //!
 //! Fixtures use plain `std` (no async runtime), so any test, sync or async, can use them.
 
+pub mod browser;
 pub mod cluster;
 pub mod postgres;
 mod process;

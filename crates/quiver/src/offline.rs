@@ -294,7 +294,7 @@ impl FeatureStore {
 }
 
 /// A view and its pinned version (`None`: the active one).
-type ViewAt = (String, Option<u32>);
+pub(crate) type ViewAt = (String, Option<u32>);
 
 /// The requested features grouped by view (and pinned version), in request order.
 fn group_by_view(refs: &[FeatureRef]) -> Vec<(ViewAt, Vec<FeatureRef>)> {

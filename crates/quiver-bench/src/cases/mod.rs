@@ -12,6 +12,7 @@
 //!   PostgreSQL), next to the same reads with Redis up.
 //! - [`records`]: records accepted over HTTP, exported into Parquet and PostgreSQL, and what
 //!   served-feature logging costs serving.
+//! - [`skew`]: `FeatureStore::skew` over a million exported served-feature log rows.
 
 pub mod cluster;
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod materialize;
 pub mod memory;
 pub mod raw;
 pub mod records;
+pub mod skew;
 
 use std::sync::Arc;
 
@@ -48,7 +50,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
     let redis = if args.soak_seconds.is_some()
         || cases
             .iter()
-            .any(|c| !matches!(*c, "codec" | "fallback" | "records" | "cluster"))
+            .any(|c| !matches!(*c, "codec" | "fallback" | "records" | "cluster" | "skew"))
     {
         let redis = RedisTarget::start(args.redis_url.as_deref())?;
         report.machine.redis_version = setup::redis_version(&mut redis.connect().await?).await?;
@@ -119,6 +121,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
             }
             "records" => report.records = records::run(&args).await?,
             "cluster" => report.loads.extend(cluster::run(&args).await?),
+            "skew" => report.skew = Some(skew::run(args.skew_rows()).await?),
             other => anyhow::bail!("case `{other}` has no runner (this is a bug in quiver-bench)"),
         }
     }

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod records;
 pub mod rollback;
 pub mod serve;
+pub mod skew;
 pub mod status;
 pub mod versions;
 pub mod warm;

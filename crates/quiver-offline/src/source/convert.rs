@@ -483,6 +483,15 @@ impl Prepared {
     }
 }
 
+/// The values of `column` as Quiver values of `ty` (a training set's feature column read back,
+/// say); the error names what does not convert.
+pub fn column_values(column: &ArrayRef, ty: ValueType) -> Result<Vec<Value>, String> {
+    let prepared = plan(column.data_type(), ty, PlanOptions::default())
+        .ok_or_else(|| format!("a {} column does not hold {ty}", column.data_type()))?
+        .prepare(column)?;
+    (0..column.len()).map(|row| prepared.value(row)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

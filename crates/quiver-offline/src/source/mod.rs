@@ -17,6 +17,7 @@ mod postgres;
 mod sql;
 mod table;
 
+pub use convert::column_values;
 pub use latest::{BadRow, LatestIndex, LatestRow, read_latest_index};
 pub use sql::SOURCE_TABLE;
 pub use table::{TableRead, column_to_nanos, read_table, read_table_counted, table_layout};
