@@ -20,7 +20,7 @@ Method names and arguments follow Feast's ``FeatureStore``. pyarrow (and pandas,
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
 
 from quiver._quiver import (
     Client,
@@ -56,6 +56,7 @@ __all__ = [
     "PermissionDenied",
     "QuiverError",
     "RetrievalJob",
+    "SkewReport",
     "Unavailable",
     "__version__",
 ]
@@ -136,6 +137,45 @@ class RetrievalJob:
         return polars.from_arrow(self.to_arrow())
 
 
+class SkewReport:
+    """Online/offline skew of a logged feature service (``FeatureStore.skew``): ``report`` is
+    the whole report as a dict; ``summary`` (one row per feature), ``examples``, ``timeline``
+    and ``differences`` are pyarrow tables (``.to_pandas()`` for DataFrames)."""
+
+    def __init__(self, raw: Dict[str, Any]):
+        import pyarrow as pa
+
+        self.report: Dict[str, Any] = raw["report"]
+        self.summary = pa.Table.from_batches([raw["summary"]])
+        self.examples = pa.Table.from_batches([raw["examples"]])
+        self.timeline = pa.Table.from_batches([raw["timeline"]])
+        self.differences = pa.Table.from_batches([raw["differences"]])
+        self._html: str = raw["html"]
+
+    @property
+    def has_skew(self) -> bool:
+        """Whether any compared row disagrees."""
+        return any(
+            f["mismatched"] + f["online_only"] + f["offline_only"] > 0
+            for f in self.report["features"]
+        )
+
+    def to_html(self) -> str:
+        """The self-contained HTML page (charts included) that ``quiver skew --out`` writes."""
+        return self._html
+
+    def save_html(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self._html)
+
+    def __repr__(self) -> str:
+        r = self.report
+        return (
+            f"SkewReport(service={r['service']!r}, rows={r['rows']}, "
+            f"features={len(r['features'])}, has_skew={self.has_skew})"
+        )
+
+
 class FeatureStore(_FeatureStore):
     """A Quiver project opened in this process (see the module docs)."""
 
@@ -170,6 +210,37 @@ class FeatureStore(_FeatureStore):
         return RetrievalJob(
             lambda: self._historical_features(
                 table, names, feature_service, full_feature_names, timestamp_column
+            )
+        )
+
+    def skew(
+        self,
+        service: str,
+        start: TimeLike = None,
+        end: TimeLike = None,
+        since: Optional[_dt.timedelta] = None,
+        sample: Optional[int] = None,
+        seed: int = 0,
+        tolerance: float = 0.0,
+        examples: int = 5,
+    ) -> SkewReport:
+        """Compares what ``service`` served (its exported served-feature logs) with what a
+        training set computes for the same entities at the same times (see ``quiver skew``).
+        ``since`` (a timedelta) means requests served since then; ``sample`` compares that many
+        random logged rows; floats match within ``tolerance`` (relative)."""
+        if since is not None:
+            if start is not None:
+                raise ValueError("give `since` or `start`, not both")
+            start = _dt.datetime.now(_dt.timezone.utc) - since
+        return SkewReport(
+            self._skew(
+                service,
+                _time(start, "start"),
+                _time(end, "end"),
+                sample,
+                seed,
+                tolerance,
+                examples,
             )
         )
 

@@ -77,6 +77,17 @@ class FeatureStore:
         full_feature_names: bool = False,
         timestamp_column: Optional[str] = None,
     ) -> Any: ...
+    def export(self, namespaces: Optional[List[str]] = None) -> Dict[str, Any]: ...
+    def _skew(
+        self,
+        service: str,
+        start: Optional[str] = None,
+        end: Optional[str] = None,
+        sample: Optional[int] = None,
+        seed: int = 0,
+        tolerance: float = 0.0,
+        examples: int = 5,
+    ) -> Dict[str, Any]: ...
     def write_to_online_store(self, feature_view_name: str, df: Any) -> Dict[str, int]: ...
     def push(
         self,

@@ -164,10 +164,9 @@ async fn status_and_skew_from_the_command_line() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(exported, 32);
-    child.kill().unwrap();
-    child.wait().unwrap();
 
-    // Nothing changed yet: no skew.
+    // Nothing changed yet: no skew. `status` and `skew` read the registry and the offline store
+    // only, so they run while the server holds the embedded online store's file.
     let out = ok(quiver(&dir, &["skew", "--service", "scoring"]));
     assert!(
         out.contains("800 rows compared of 800 logged in 32 requests"),
@@ -177,6 +176,10 @@ async fn status_and_skew_from_the_command_line() {
         out.contains("no skew: every compared value agrees"),
         "{out}"
     );
+    let out = quiver(&dir, &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 
     // Users 11..=30 get another score at the same event time, after they were served.
     let rewritten: Vec<i64> = (11..=30).collect();

@@ -249,6 +249,63 @@ impl FeatureStore {
         batch.to_pyarrow(py)
     }
 
+    /// Drains the record queues (all namespaces, or `namespaces`) into the offline store,
+    /// exactly once; the served-feature logs this process buffered are written first. Returns
+    /// one report per namespace.
+    #[pyo3(signature = (namespaces = None))]
+    fn export<'py>(
+        &self,
+        py: Python<'py>,
+        namespaces: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = quiver::ExportOptions {
+            namespaces: namespaces.unwrap_or_default(),
+        };
+        let report = self.with_store(py, async |s| Ok(to_json(&s.export(&options).await?)?))?;
+        json_to_py(py, &report)
+    }
+
+    /// Online/offline skew of a logged feature service (see `quiver skew`): returns the report
+    /// as a dict, its four tables as pyarrow RecordBatches (summary, examples, timeline,
+    /// differences) and the HTML page.
+    #[pyo3(signature = (service, start = None, end = None, sample = None, seed = 0, tolerance = 0.0, examples = 5))]
+    #[allow(clippy::too_many_arguments)]
+    fn _skew<'py>(
+        &self,
+        py: Python<'py>,
+        service: String,
+        start: Option<String>,
+        end: Option<String>,
+        sample: Option<usize>,
+        seed: u64,
+        tolerance: f64,
+        examples: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = quiver::SkewOptions {
+            start: parse_time(start.as_deref(), "start")?,
+            end: parse_time(end.as_deref(), "end")?,
+            sample,
+            seed,
+            tolerance,
+            examples,
+            ..quiver::SkewOptions::new(service)
+        };
+        let (report, tables, html) = self.with_store(py, async |s| {
+            let report = s.skew(&options).await?;
+            let tables = report.to_arrow()?;
+            let html = quiver::skew::html::render(&report);
+            Ok((to_json(&report)?, tables, html))
+        })?;
+        let out = pyo3::types::PyDict::new(py);
+        out.set_item("report", json_to_py(py, &report)?)?;
+        out.set_item("summary", tables.summary.to_pyarrow(py)?)?;
+        out.set_item("examples", tables.examples.to_pyarrow(py)?)?;
+        out.set_item("timeline", tables.timeline.to_pyarrow(py)?)?;
+        out.set_item("differences", tables.differences.to_pyarrow(py)?)?;
+        out.set_item("html", html)?;
+        Ok(out.into_any())
+    }
+
     /// Writes rows of a view straight to the online store: `df` (pandas, pyarrow or a dict of
     /// columns) holds the join keys, `event_timestamp` and every feature of the view. The whole
     /// batch is checked first; an invalid batch writes nothing. Returns `{"written",

@@ -90,6 +90,15 @@ impl FeatureStore {
         Self::from_project(project).await
     }
 
+    /// Opens the project's registry and offline store but not its online store: for work that
+    /// reads only those (`quiver status`, `quiver skew`), so it runs beside a `quiver serve`
+    /// that holds an embedded online store's file. Online calls fail, saying so.
+    pub async fn open_offline(dir: impl AsRef<Path>) -> Result<FeatureStore> {
+        let project = Project::load(dir.as_ref())?;
+        let online = Arc::new(NotOpened(project.config.online_store.kind()));
+        Self::with_stores(project, online, None).await
+    }
+
     /// Opens an already-loaded project configuration.
     pub async fn from_project(project: Project) -> Result<FeatureStore> {
         let online = quiver_online::open(&project.config.online_store, &project.dir).await?;
@@ -236,5 +245,50 @@ impl FeatureStore {
     /// Resolves a selection into feature references, checking every view and feature exists.
     pub fn resolve_features(&self, selection: &FeatureSelection) -> Result<Vec<FeatureRef>> {
         selection.resolve(self.catalog()?)
+    }
+}
+
+/// The online store of a project opened with [`FeatureStore::open_offline`]: every call fails,
+/// naming the store and why.
+struct NotOpened(&'static str);
+
+impl NotOpened {
+    fn refuse(&self, what: &str) -> quiver_online::OnlineError {
+        quiver_online::OnlineError::Unavailable {
+            store: self.0,
+            message: format!(
+                "not opened: this command reads the registry and the offline store only ({what})"
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl quiver_online::OnlineStoreRead for NotOpened {
+    async fn read(
+        &self,
+        _table: &quiver_online::ViewTable,
+        _keys: &[quiver_core::EntityKey],
+    ) -> quiver_online::Result<Vec<Option<quiver_core::Record>>> {
+        Err(self.refuse("read"))
+    }
+
+    async fn ping(&self) -> quiver_online::Result<std::time::Duration> {
+        Err(self.refuse("ping"))
+    }
+
+    fn kind(&self) -> &'static str {
+        self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl quiver_online::OnlineStoreWrite for NotOpened {
+    async fn write(
+        &self,
+        _table: &quiver_online::ViewTable,
+        _rows: &[(quiver_core::EntityKey, quiver_core::Record)],
+    ) -> quiver_online::Result<quiver_online::WriteSummary> {
+        Err(self.refuse("write"))
     }
 }

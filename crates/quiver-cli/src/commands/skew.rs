@@ -49,7 +49,7 @@ fn pct(x: f64) -> String {
 }
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
-    let store = quiver::FeatureStore::open(project).await?;
+    let store = quiver::FeatureStore::open_offline(project).await?;
     let now = quiver::online_store::now_ns();
     let start = match (&args.since, &args.start) {
         (Some(since), _) => {

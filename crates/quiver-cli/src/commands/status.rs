@@ -27,7 +27,7 @@ fn age(seconds: f64) -> String {
 
 /// Exits 0 when every view with a bound is within it, 3 when one is stale (for scripts).
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<bool> {
-    let store = quiver::FeatureStore::open(project).await?;
+    let store = quiver::FeatureStore::open_offline(project).await?;
     let views = store.freshness(quiver::online_store::now_ns())?;
     let stale = views.iter().any(|v| v.stale);
     if args.json {

@@ -119,6 +119,13 @@ impl FeatureStore {
                 .collect::<Result<_>>()?
         };
         self.records.store()?;
+        // Served-feature logs buffered in this process (a few milliseconds' worth) are written
+        // first, so an export drains everything served before it was called.
+        if chosen.iter().any(|ns| ns.name == super::SERVED_FEATURES)
+            && let Some(log) = self.records.served_started()
+        {
+            log.flush().await;
+        }
         let offline = self.offline_store().await?;
         let sink = offline.records();
         let _one_at_a_time = self.records.exporting.lock().await;

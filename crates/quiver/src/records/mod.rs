@@ -171,6 +171,11 @@ impl Records {
         )
     }
 
+    /// The served-feature log when this process started it (no log is started by asking).
+    pub fn served_started(&self) -> Option<&served::ServedLog> {
+        self.served.get()
+    }
+
     /// Logs one answer served through `service`: entity keys, values, statuses, event times and
     /// which layer answered each row. Returns the log record's id (the request id).
     pub fn log_served(
