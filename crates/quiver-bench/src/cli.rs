@@ -80,6 +80,11 @@ pub struct Args {
     /// starts the bench's own executable this way, to measure the server's memory apart).
     #[arg(long, hide = true)]
     pub serve_project: Option<PathBuf>,
+
+    /// Internal: run only `skew` of service `logged` over the project in this directory and
+    /// print its figures as JSON (the skew case runs it apart, so its memory is its own).
+    #[arg(long, hide = true)]
+    pub skew_project: Option<PathBuf>,
 }
 
 impl Args {

@@ -38,5 +38,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.serve_project {
         return runtime.block_on(server::run(dir));
     }
+    if let Some(dir) = &args.skew_project {
+        return runtime.block_on(cases::skew::child(dir));
+    }
     runtime.block_on(cases::run_all(args))
 }

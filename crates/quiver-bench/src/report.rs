@@ -124,7 +124,8 @@ pub struct SkewRow {
     /// Making the logs (not part of the figure): serving them, exporting them.
     pub serve_seconds: f64,
     pub export_seconds: f64,
-    /// The bench process's peak RSS after the case.
+    /// The bench process's RSS before `skew`, and its peak while `skew` ran.
+    pub rss_before: Option<u64>,
     pub peak_rss: Option<u64>,
 }
 
@@ -664,7 +665,7 @@ impl Report {
                     "reading the logs / point-in-time join",
                     "disagreements",
                     "(serving and logging / exporting the logs)",
-                    "bench peak RSS",
+                    "bench process RSS before / peak while comparing",
                 ],
                 1,
                 &[vec![
@@ -675,7 +676,11 @@ impl Report {
                     format!("{:.2} s / {:.2} s", k.read_seconds, k.join_seconds),
                     k.disagreements.to_string(),
                     format!("{:.1} s / {:.1} s", k.serve_seconds, k.export_seconds),
-                    k.peak_rss.map(fmt_mib).unwrap_or_else(|| "?".into()),
+                    format!(
+                        "{} / {}",
+                        k.rss_before.map(fmt_mib).unwrap_or_else(|| "?".into()),
+                        k.peak_rss.map(fmt_mib).unwrap_or_else(|| "?".into())
+                    ),
                 ]],
             ));
             s.push('\n');

@@ -77,6 +77,19 @@ pub async fn run(logged_rows: usize) -> anyhow::Result<SkewRow> {
     log.flush().await;
     let serve_seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(log.dropped() == 0, "{} log records dropped", log.dropped());
+    let rss = |when: &str| {
+        if let (Some(now), Some(peak)) = (
+            crate::machine::self_status_bytes("VmRSS"),
+            crate::machine::self_status_bytes("VmHWM"),
+        ) {
+            eprintln!(
+                "  bench process RSS {when}: {} (peak so far {})",
+                crate::report::fmt_mib(now),
+                crate::report::fmt_mib(peak)
+            );
+        }
+    };
+    rss("after serving and logging");
 
     eprintln!("  exporting the served-feature log");
     let started = Instant::now();
@@ -87,28 +100,68 @@ pub async fn run(logged_rows: usize) -> anyhow::Result<SkewRow> {
         .await?;
     anyhow::ensure!(!export.failed(), "export failed: {export:?}");
     let export_seconds = started.elapsed().as_secs_f64();
+    rss("after exporting");
 
-    eprintln!("  skew");
+    // `skew` runs in a process of its own (this executable with `--skew-project`), so its
+    // peak RSS is its own and not what serving and exporting left in this one.
+    drop(store);
+    eprintln!("  skew (in a separate process)");
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--skew-project")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the skew process failed: {}",
+        out.status
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let get = |k: &str| figures[k].as_f64().unwrap_or(f64::NAN);
+    eprintln!(
+        "  {} rows × {} features in {:.2} s ({} disagreements)",
+        get("rows"),
+        get("features"),
+        get("seconds"),
+        get("disagreements")
+    );
+    Ok(SkewRow {
+        rows: get("rows") as u64,
+        features: get("features") as usize,
+        requests: get("requests") as u64,
+        seconds: get("seconds"),
+        read_seconds: get("read_seconds"),
+        join_seconds: get("join_seconds"),
+        disagreements: get("disagreements") as u64,
+        serve_seconds,
+        export_seconds,
+        rss_before: figures["rss_before"].as_u64(),
+        peak_rss: figures["peak_rss"].as_u64(),
+    })
+}
+
+/// The child process: `skew` of service `logged` over the project in `dir`; prints its figures
+/// as one JSON object on stdout.
+pub async fn child(dir: &std::path::Path) -> anyhow::Result<()> {
+    let store = quiver::FeatureStore::open_offline(dir).await?;
+    let rss_before = crate::machine::self_status_bytes("VmRSS");
     let started = Instant::now();
     let report = store.skew(&SkewOptions::new("logged")).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let disagreements = report.features.iter().map(|f| f.disagreements()).sum();
-    eprintln!(
-        "  {} rows × {} features in {seconds:.2} s ({} disagreements)",
-        report.rows,
-        report.features.len(),
-        disagreements
+    let disagreements: u64 = report.features.iter().map(|f| f.disagreements()).sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "rows": report.rows,
+            "features": report.features.len(),
+            "requests": report.requests,
+            "seconds": seconds,
+            "read_seconds": report.read_seconds,
+            "join_seconds": report.join_seconds,
+            "disagreements": disagreements,
+            "rss_before": rss_before,
+            "peak_rss": crate::machine::self_status_bytes("VmHWM"),
+        })
     );
-    Ok(SkewRow {
-        rows: report.rows,
-        features: report.features.len(),
-        requests: report.requests,
-        seconds,
-        read_seconds: report.read_seconds,
-        join_seconds: report.join_seconds,
-        disagreements,
-        serve_seconds,
-        export_seconds,
-        peak_rss: crate::machine::self_status_bytes("VmHWM"),
-    })
+    Ok(())
 }

@@ -34,7 +34,7 @@ pub struct OnlineColumn {
     /// `None`: the row's log does not hold this feature (the service changed since).
     pub statuses: Vec<Option<FeatureStatus>>,
     /// The served record's event time (0: none).
-    pub event_times: Vec<Option<i64>>,
+    pub event_times: Vec<i64>,
 }
 
 /// Logged rows, column by column.
@@ -360,7 +360,7 @@ fn decode_part(part: &[Selected<'_>], spec: &Spec) -> Result<LoggedRows> {
             let Some(at) = at else {
                 column.values.extend(std::iter::repeat_n(Value::Null, rows));
                 column.statuses.extend(std::iter::repeat_n(None, rows));
-                column.event_times.extend(std::iter::repeat_n(None, rows));
+                column.event_times.extend(std::iter::repeat_n(0, rows));
                 continue;
             };
             for row in 0..rows {
@@ -380,9 +380,7 @@ fn decode_part(part: &[Selected<'_>], spec: &Spec) -> Result<LoggedRows> {
                         column.statuses.push(None);
                     }
                 }
-                column
-                    .event_times
-                    .push(Some(logged.event_timestamps[at][row]));
+                column.event_times.push(logged.event_timestamps[at][row]);
             }
         }
     }

@@ -577,22 +577,26 @@ impl FeatureStore {
                     },
                     &names,
                 )?;
-                let mut out = Vec::with_capacity(indices.len());
-                for ((i, column), ty) in indices.into_iter().zip(&pit.columns).zip(types) {
-                    let values =
-                        quiver_offline::source::column_values(column, ty).map_err(|e| {
-                            Error::Internal(format!("reading back `{}`: {e}", names[0]))
-                        })?;
-                    out.push((
-                        i,
-                        OfflineSide {
-                            values,
-                            event_times: pit.event_times.clone(),
-                            outside_ttl: pit.outside_ttl.clone(),
-                            derived: view.is_derived(),
-                        },
-                    ));
-                }
+                let detail = Arc::new(PitDetail {
+                    event_times: pit.event_times,
+                    outside_ttl: pit.outside_ttl,
+                });
+                let out = indices
+                    .into_iter()
+                    .zip(pit.columns)
+                    .zip(types)
+                    .map(|((i, column), ty)| {
+                        (
+                            i,
+                            OfflineSide {
+                                column,
+                                ty,
+                                detail: detail.clone(),
+                                derived: view.is_derived(),
+                            },
+                        )
+                    })
+                    .collect();
                 Ok(out)
             });
         }
@@ -605,18 +609,16 @@ impl FeatureStore {
         }
         let join_seconds = joined.elapsed().as_secs_f64();
 
-        // Compare.
+        // Compare, the features spread over the cores.
         let tolerance = options.tolerance;
         let (examples, buckets) = (options.examples, options.buckets.max(1));
         let labels: Vec<String> = wanted.iter().map(|w| w.label.clone()).collect();
-        let types: Vec<ValueType> = wanted.iter().map(|w| w.ty).collect();
         let compared_rows = rows.clone();
         let mut report = tokio::task::spawn_blocking(move || {
             let sides: Vec<OfflineSide> = offline_sides.into_iter().flatten().collect();
             compare(
                 &compared_rows,
                 &labels,
-                &types,
                 &sides,
                 tolerance,
                 examples,
@@ -624,7 +626,7 @@ impl FeatureStore {
             )
         })
         .await
-        .map_err(|e| Error::Internal(format!("comparison task failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("comparison task failed: {e}")))??;
         report.service = service.clone();
         report.start = options.start;
         report.end = options.end;
@@ -643,22 +645,29 @@ impl FeatureStore {
     }
 }
 
-/// A training set's side of one feature: values, and per row the event time found and
-/// whether it was older than the TTL.
-struct OfflineSide {
-    values: Vec<Value>,
+/// Per entity row of one view: the event time of the source row found and whether it was
+/// older than the TTL (shared by the view's features).
+struct PitDetail {
     event_times: Vec<Option<i64>>,
     outside_ttl: Vec<bool>,
+}
+
+/// A training set's side of one feature: its column (converted to values when compared, one
+/// feature at a time) and its view's per-row detail.
+struct OfflineSide {
+    column: ArrayRef,
+    ty: ValueType,
+    detail: Arc<PitDetail>,
     derived: bool,
 }
 
 impl OfflineSide {
-    fn status(&self, row: usize) -> FeatureStatus {
-        if !self.values[row].is_null() {
+    fn status(&self, value: &Value, row: usize) -> FeatureStatus {
+        if !value.is_null() {
             FeatureStatus::Present
-        } else if self.outside_ttl[row] {
+        } else if self.detail.outside_ttl[row] {
             FeatureStatus::OutsideMaxAge
-        } else if self.event_times[row].is_some() || self.derived {
+        } else if self.detail.event_times[row].is_some() || self.derived {
             FeatureStatus::NullValue
         } else {
             FeatureStatus::NotFound
@@ -701,135 +710,80 @@ fn cause_of(online_ts: Option<i64>, offline_ts: Option<i64>, derived: bool) -> C
     }
 }
 
+/// What comparing one feature found.
+struct FeatureResult {
+    summary: FeatureSkew,
+    examples: Vec<SkewExample>,
+    timeline: Vec<TimeBucket>,
+    differences: Vec<DifferenceBin>,
+}
+
+/// The time buckets of the compared rows: first start, width, count.
+#[derive(Clone, Copy)]
+struct Buckets {
+    first: i64,
+    width: i64,
+    count: usize,
+}
+
+impl Buckets {
+    fn of(&self, t: i64) -> usize {
+        (((t - self.first) / self.width) as usize).min(self.count - 1)
+    }
+}
+
 fn compare(
     rows: &LoggedRows,
     labels: &[String],
-    types: &[ValueType],
     sides: &[OfflineSide],
     tolerance: f64,
     examples: usize,
     buckets: usize,
-) -> SkewReport {
+) -> Result<SkewReport> {
     let (first, last) = (
         rows.times.iter().copied().min().unwrap_or(0),
         rows.times.iter().copied().max().unwrap_or(0),
     );
-    let width = ((last - first) / buckets as i64).max(1);
-    let bucket_of = |t: i64| (((t - first) / width) as usize).min(buckets - 1);
-    let mut features = Vec::with_capacity(labels.len());
-    let mut kept = Vec::new();
-    let mut timeline = Vec::new();
-    let mut differences = Vec::new();
-    for (f, ((label, ty), side)) in labels.iter().zip(types).zip(sides).enumerate() {
-        let online = &rows.features[f];
-        let mut s = FeatureSkew {
-            feature: label.clone(),
-            value_type: ty.to_string(),
-            ..FeatureSkew::default()
-        };
-        let mut per_bucket = vec![(0u64, 0u64); buckets];
-        let mut kept_per_outcome: BTreeMap<Outcome, usize> = BTreeMap::new();
-        let (mut diff_sum, mut diff_n, mut diff_max) = (0.0f64, 0u64, None::<f64>);
-        let mut signed = Vec::new();
-        for row in 0..rows.len() {
-            let Some(on_status) = online.statuses[row] else {
-                continue; // not logged for this row
-            };
-            let on_value = &online.values[row];
-            let off_value = &side.values[row];
-            let off_status = side.status(row);
-            s.compared += 1;
-            *s.online_statuses
-                .entry(on_status.as_str().to_string())
-                .or_default() += 1;
-            *s.offline_statuses
-                .entry(off_status.as_str().to_string())
-                .or_default() += 1;
-            let on_has = on_status == FeatureStatus::Present && !on_value.is_null();
-            let off_has = !off_value.is_null();
-            let outcome = match (on_has, off_has) {
-                (false, false) => {
-                    s.exact += 1;
-                    Outcome::Match
-                }
-                (true, false) => Outcome::OnlineOnly,
-                (false, true) => Outcome::OfflineOnly,
-                (true, true) => {
-                    if let (Some(a), Some(b)) = (on_value.as_f64(), off_value.as_f64()) {
-                        let d = a - b;
-                        if d.is_finite() {
-                            diff_sum += d.abs();
-                            diff_n += 1;
-                            diff_max = Some(diff_max.map_or(d.abs(), |m: f64| m.max(d.abs())));
-                            if d != 0.0 {
-                                signed.push(d);
-                            }
-                        }
-                    }
-                    match values_match(on_value, off_value, tolerance) {
-                        (true, exact) => {
-                            s.exact += u64::from(exact);
-                            Outcome::Match
-                        }
-                        (false, _) => Outcome::Mismatch,
+    let buckets = Buckets {
+        first,
+        width: ((last - first) / buckets as i64).max(1),
+        count: buckets,
+    };
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, labels.len().max(1));
+    let mut results: Vec<Option<Result<FeatureResult>>> = (0..labels.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                s.spawn(move || {
+                    (w..labels.len())
+                        .step_by(workers)
+                        .map(|f| {
+                            (
+                                f,
+                                compare_feature(
+                                    rows, f, &labels[f], &sides[f], tolerance, examples, buckets,
+                                ),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(done) => {
+                    for (f, r) in done {
+                        results[f] = Some(r);
                     }
                 }
-            };
-            let bucket = &mut per_bucket[bucket_of(rows.times[row])];
-            bucket.0 += 1;
-            match outcome {
-                Outcome::Match => {
-                    s.matched += 1;
-                    continue;
-                }
-                Outcome::Mismatch => s.mismatched += 1,
-                Outcome::OnlineOnly => s.online_only += 1,
-                Outcome::OfflineOnly => s.offline_only += 1,
-            }
-            bucket.1 += 1;
-            let online_ts = online.event_times[row].filter(|&t| t != 0);
-            let offline_ts = side.event_times[row];
-            let cause = cause_of(online_ts, offline_ts, side.derived);
-            *s.causes.entry(cause).or_default() += 1;
-            let n = kept_per_outcome.entry(outcome).or_default();
-            if *n < examples {
-                *n += 1;
-                kept.push(SkewExample {
-                    feature: label.clone(),
-                    outcome,
-                    cause,
-                    entity: rows.entity_label(row),
-                    time: rows.times[row],
-                    request_id: rows.request_id(row).to_string(),
-                    online: on_value.display_short(),
-                    offline: off_value.display_short(),
-                    online_status: on_status.as_str().to_string(),
-                    offline_status: off_status.as_str().to_string(),
-                    online_event_time: online_ts,
-                    offline_event_time: offline_ts,
-                    layers: rows.layers[row].to_string(),
-                });
+                Err(payload) => std::panic::resume_unwind(payload),
             }
         }
-        if diff_n > 0 {
-            s.mean_abs_diff = Some(diff_sum / diff_n as f64);
-            s.max_abs_diff = diff_max;
-        }
-        differences.extend(histogram(label, &signed, 30));
-        timeline.extend(
-            per_bucket
-                .iter()
-                .enumerate()
-                .map(|(i, &(compared, disagreements))| TimeBucket {
-                    feature: label.clone(),
-                    start: first + i as i64 * width,
-                    compared,
-                    disagreements,
-                }),
-        );
-        features.push(s);
-    }
-    SkewReport {
+    });
+    let mut report = SkewReport {
         service: String::new(),
         start: None,
         end: None,
@@ -841,14 +795,145 @@ fn compare(
         first_time: None,
         last_time: None,
         tolerance,
-        features,
-        examples: kept,
-        timeline,
-        differences,
+        features: Vec::with_capacity(labels.len()),
+        examples: Vec::new(),
+        timeline: Vec::new(),
+        differences: Vec::new(),
         read_seconds: 0.0,
         join_seconds: 0.0,
         seconds: 0.0,
+    };
+    for r in results.into_iter().flatten() {
+        let r = r?;
+        report.features.push(r.summary);
+        report.examples.extend(r.examples);
+        report.timeline.extend(r.timeline);
+        report.differences.extend(r.differences);
     }
+    Ok(report)
+}
+
+fn compare_feature(
+    rows: &LoggedRows,
+    f: usize,
+    label: &str,
+    side: &OfflineSide,
+    tolerance: f64,
+    examples: usize,
+    buckets: Buckets,
+) -> Result<FeatureResult> {
+    let online = &rows.features[f];
+    let offline = quiver_offline::source::column_values(&side.column, side.ty)
+        .map_err(|e| Error::Internal(format!("reading back the training set's `{label}`: {e}")))?;
+    let mut s = FeatureSkew {
+        feature: label.to_string(),
+        value_type: side.ty.to_string(),
+        ..FeatureSkew::default()
+    };
+    let mut per_bucket = vec![(0u64, 0u64); buckets.count];
+    let mut kept_per_outcome: BTreeMap<Outcome, usize> = BTreeMap::new();
+    let mut kept = Vec::new();
+    let (mut diff_sum, mut diff_n, mut diff_max) = (0.0f64, 0u64, None::<f64>);
+    let mut signed = Vec::new();
+    for row in 0..rows.len() {
+        let Some(on_status) = online.statuses[row] else {
+            continue; // not logged for this row
+        };
+        let on_value = &online.values[row];
+        let off_value = &offline[row];
+        let off_status = side.status(off_value, row);
+        s.compared += 1;
+        *s.online_statuses
+            .entry(on_status.as_str().to_string())
+            .or_default() += 1;
+        *s.offline_statuses
+            .entry(off_status.as_str().to_string())
+            .or_default() += 1;
+        let on_has = on_status == FeatureStatus::Present && !on_value.is_null();
+        let off_has = !off_value.is_null();
+        let outcome = match (on_has, off_has) {
+            (false, false) => {
+                s.exact += 1;
+                Outcome::Match
+            }
+            (true, false) => Outcome::OnlineOnly,
+            (false, true) => Outcome::OfflineOnly,
+            (true, true) => {
+                if let (Some(a), Some(b)) = (on_value.as_f64(), off_value.as_f64()) {
+                    let d = a - b;
+                    if d.is_finite() {
+                        diff_sum += d.abs();
+                        diff_n += 1;
+                        diff_max = Some(diff_max.map_or(d.abs(), |m: f64| m.max(d.abs())));
+                        if d != 0.0 {
+                            signed.push(d);
+                        }
+                    }
+                }
+                match values_match(on_value, off_value, tolerance) {
+                    (true, exact) => {
+                        s.exact += u64::from(exact);
+                        Outcome::Match
+                    }
+                    (false, _) => Outcome::Mismatch,
+                }
+            }
+        };
+        let bucket = &mut per_bucket[buckets.of(rows.times[row])];
+        bucket.0 += 1;
+        match outcome {
+            Outcome::Match => {
+                s.matched += 1;
+                continue;
+            }
+            Outcome::Mismatch => s.mismatched += 1,
+            Outcome::OnlineOnly => s.online_only += 1,
+            Outcome::OfflineOnly => s.offline_only += 1,
+        }
+        bucket.1 += 1;
+        let online_ts = Some(online.event_times[row]).filter(|&t| t != 0);
+        let offline_ts = side.detail.event_times[row];
+        let cause = cause_of(online_ts, offline_ts, side.derived);
+        *s.causes.entry(cause).or_default() += 1;
+        let n = kept_per_outcome.entry(outcome).or_default();
+        if *n < examples {
+            *n += 1;
+            kept.push(SkewExample {
+                feature: label.to_string(),
+                outcome,
+                cause,
+                entity: rows.entity_label(row),
+                time: rows.times[row],
+                request_id: rows.request_id(row).to_string(),
+                online: on_value.display_short(),
+                offline: off_value.display_short(),
+                online_status: on_status.as_str().to_string(),
+                offline_status: off_status.as_str().to_string(),
+                online_event_time: online_ts,
+                offline_event_time: offline_ts,
+                layers: rows.layers[row].to_string(),
+            });
+        }
+    }
+    if diff_n > 0 {
+        s.mean_abs_diff = Some(diff_sum / diff_n as f64);
+        s.max_abs_diff = diff_max;
+    }
+    Ok(FeatureResult {
+        summary: s,
+        examples: kept,
+        timeline: per_bucket
+            .iter()
+            .enumerate()
+            .map(|(i, &(compared, disagreements))| TimeBucket {
+                feature: label.to_string(),
+                start: buckets.first + i as i64 * buckets.width,
+                compared,
+                disagreements,
+            })
+            .collect(),
+        differences: histogram(label, &signed, 30),
+    })
 }
 
 /// `bins` equal-width bins over the range of `values` (one bin when they are all equal).
