@@ -31,6 +31,29 @@ use crate::store::FeatureStore;
 /// How long one run exports a namespace before it stops and lets the next run continue.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
+/// Stored (compressed) bytes of records converted and committed at once: claimed entries are
+/// cut into commits of about this size (at least one entry each).
+const COMMIT_BYTES: usize = 8 << 20;
+
+/// `entries` in order, cut into runs of about `max` payload bytes (at least one entry each).
+fn chunks_by_bytes(entries: Vec<QueueEntry>, max: usize) -> Vec<Vec<QueueEntry>> {
+    let mut out: Vec<Vec<QueueEntry>> = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        match out.last_mut() {
+            Some(last) if bytes < max => {
+                bytes += e.payload.len();
+                last.push(e);
+            }
+            _ => {
+                bytes = e.payload.len();
+                out.push(vec![e]);
+            }
+        }
+    }
+    out
+}
+
 /// What to export.
 #[derive(Clone, Debug, Default)]
 pub struct ExportOptions {
@@ -216,7 +239,7 @@ impl FeatureStore {
             ..NamespaceExport::default()
         };
         let mut committed = sink.committed_through(&ns.table).await?;
-        while started.elapsed() < RUN_LIMIT {
+        'run: while started.elapsed() < RUN_LIMIT {
             // We hold the export lock: whatever is pending belongs to an exporter that died.
             let entries = store
                 .claim(&ns.space, &consumer, config.batch_size, Duration::ZERO)
@@ -232,88 +255,129 @@ impl FeatureStore {
                 store.ack(&ns.space, &positions).await?;
                 out.already_exported += done.len() as u64;
             }
-            let Some(through) = fresh.last().map(|e| e.position) else {
-                continue;
-            };
-            let mut dead = Vec::new();
-            let mut envelopes = Vec::with_capacity(fresh.len());
-            let mut kept = Vec::with_capacity(fresh.len());
-            for e in &fresh {
-                match Envelope::from_bytes(&e.payload) {
-                    Ok(env) => {
-                        envelopes.push(env);
-                        kept.push(e);
-                    }
-                    Err(reason) => dead.push((e.clone(), reason)),
-                }
-            }
-            let (batch, rejected) = ns.to_batch(&envelopes).map_err(Error::Internal)?;
-            dead.extend(
-                rejected
-                    .into_iter()
-                    .map(|(i, reason)| (kept[i].clone(), reason)),
-            );
-            if !dead.is_empty() {
-                out.dead_lettered += dead.len() as u64;
-                for (e, reason) in &dead {
-                    tracing::warn!(namespace = %ns.name, position = %e.position, reason = %reason, "record dead-lettered");
-                }
-                store.dead_letter(&ns.space, &dead).await?;
-            }
-            let exported: Vec<_> = fresh
-                .iter()
-                .filter(|e| !dead.iter().any(|(d, _)| d.position == e.position))
-                .map(|e| e.position)
-                .collect();
-            if exported.is_empty() {
-                continue;
-            }
-            let mut attempt = 0;
-            let written = loop {
-                attempt += 1;
-                match sink
-                    .commit(&ns.table, std::slice::from_ref(&batch), through)
-                    .await
-                {
-                    Ok(n) => break Some(n),
-                    Err(e) => {
-                        let e = Error::from(e);
-                        let transient = e.kind() == ErrorKind::Unavailable;
-                        if transient && attempt < config.attempts {
-                            out.retries += 1;
-                            let wait = config.backoff.saturating_mul(1 << (attempt - 1).min(16));
-                            tracing::warn!(namespace = %ns.name, attempt, error = %e, wait = ?wait, "export commit failed; retrying");
-                            tokio::time::sleep(wait).await;
-                            continue;
+            // Large records (a served-feature log of 100 rows × 20 features is ~80 KB of JSON)
+            // are committed in pieces of about COMMIT_BYTES stored bytes, each with the queue
+            // position of its last entry, so memory stays bounded whatever `batch_size` is.
+            for fresh in chunks_by_bytes(fresh, COMMIT_BYTES) {
+                let Some(through) = fresh.last().map(|e| e.position) else {
+                    continue;
+                };
+                let mut dead = Vec::new();
+                let mut envelopes = Vec::with_capacity(fresh.len());
+                let mut kept = Vec::with_capacity(fresh.len());
+                for e in &fresh {
+                    match Envelope::from_bytes(&e.payload) {
+                        Ok(env) => {
+                            envelopes.push(env);
+                            kept.push(e);
                         }
-                        if transient {
-                            out.error = Some(format!(
-                                "the {} sink failed {attempt} times; the last error: {e}; the batch stays queued for the next run",
-                                sink.kind()
-                            ));
-                        } else {
-                            let reason = format!("the {} sink refused the batch: {e}", sink.kind());
-                            let refused: Vec<_> = fresh
-                                .iter()
-                                .filter(|q| exported.contains(&q.position))
-                                .map(|q| (q.clone(), reason.clone()))
-                                .collect();
-                            out.dead_lettered += refused.len() as u64;
-                            store.dead_letter(&ns.space, &refused).await?;
-                            out.error = Some(reason);
-                        }
-                        break None;
+                        Err(reason) => dead.push((e.clone(), reason)),
                     }
                 }
-            };
-            let Some(written) = written else { break };
-            crash_point();
-            store.ack(&ns.space, &exported).await?;
-            committed = Some(through);
-            out.exported += written;
-            out.batches += 1;
+                let (batch, rejected) = ns.to_batch(&envelopes).map_err(Error::Internal)?;
+                dead.extend(
+                    rejected
+                        .into_iter()
+                        .map(|(i, reason)| (kept[i].clone(), reason)),
+                );
+                if !dead.is_empty() {
+                    out.dead_lettered += dead.len() as u64;
+                    for (e, reason) in &dead {
+                        tracing::warn!(namespace = %ns.name, position = %e.position, reason = %reason, "record dead-lettered");
+                    }
+                    store.dead_letter(&ns.space, &dead).await?;
+                }
+                let exported: Vec<_> = fresh
+                    .iter()
+                    .filter(|e| !dead.iter().any(|(d, _)| d.position == e.position))
+                    .map(|e| e.position)
+                    .collect();
+                if exported.is_empty() {
+                    continue;
+                }
+                let mut attempt = 0;
+                let written = loop {
+                    attempt += 1;
+                    match sink
+                        .commit(&ns.table, std::slice::from_ref(&batch), through)
+                        .await
+                    {
+                        Ok(n) => break Some(n),
+                        Err(e) => {
+                            let e = Error::from(e);
+                            let transient = e.kind() == ErrorKind::Unavailable;
+                            if transient && attempt < config.attempts {
+                                out.retries += 1;
+                                let wait =
+                                    config.backoff.saturating_mul(1 << (attempt - 1).min(16));
+                                tracing::warn!(namespace = %ns.name, attempt, error = %e, wait = ?wait, "export commit failed; retrying");
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                            if transient {
+                                out.error = Some(format!(
+                                    "the {} sink failed {attempt} times; the last error: {e}; the batch stays queued for the next run",
+                                    sink.kind()
+                                ));
+                            } else {
+                                let reason =
+                                    format!("the {} sink refused the batch: {e}", sink.kind());
+                                let refused: Vec<_> = fresh
+                                    .iter()
+                                    .filter(|q| exported.contains(&q.position))
+                                    .map(|q| (q.clone(), reason.clone()))
+                                    .collect();
+                                out.dead_lettered += refused.len() as u64;
+                                store.dead_letter(&ns.space, &refused).await?;
+                                out.error = Some(reason);
+                            }
+                            break None;
+                        }
+                    }
+                };
+                let Some(written) = written else { break 'run };
+                crash_point();
+                store.ack(&ns.space, &exported).await?;
+                committed = Some(through);
+                out.exported += written;
+                out.batches += 1;
+            }
         }
         out.remaining = store.stats(&ns.space).await?.length;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_core::QueuePosition;
+
+    fn entry(i: u64, len: usize) -> QueueEntry {
+        QueueEntry {
+            position: QueuePosition::new(i, 0),
+            payload: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn commits_are_cut_by_stored_bytes_in_order() {
+        let sizes = [3, 3, 3, 10, 1, 1];
+        let entries: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| entry(i as u64, n))
+            .collect();
+        let chunks = chunks_by_bytes(entries, 6);
+        let positions: Vec<Vec<u64>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|e| e.position.ms).collect())
+            .collect();
+        // 3+3 reaches 6: a new chunk; a big entry fills one alone; small ones share.
+        assert_eq!(positions, vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
+        // Small records: one commit, as before.
+        let small: Vec<_> = (0..100).map(|i| entry(i, 200)).collect();
+        assert_eq!(chunks_by_bytes(small, COMMIT_BYTES).len(), 1);
+        assert!(chunks_by_bytes(Vec::new(), 6).is_empty());
     }
 }

@@ -61,6 +61,19 @@ pub struct LoggedRows {
 const REASONS_KEPT: usize = 10;
 
 impl LoggedRows {
+    /// No rows yet, with a column per feature and join key of `spec`.
+    fn empty(spec: &Spec) -> LoggedRows {
+        LoggedRows {
+            features: vec![OnlineColumn::default(); spec.features.len()],
+            keys: spec
+                .key_types
+                .keys()
+                .map(|k| (k.clone(), Vec::new()))
+                .collect(),
+            ..LoggedRows::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.times.len()
     }
@@ -271,15 +284,7 @@ pub(crate) fn decode(batches: &[RecordBatch], spec: &Spec) -> Result<LoggedRows>
             })
             .collect()
     });
-    let mut out = LoggedRows {
-        features: vec![OnlineColumn::default(); spec.features.len()],
-        keys: spec
-            .key_types
-            .keys()
-            .map(|k| (k.clone(), Vec::new()))
-            .collect(),
-        ..LoggedRows::default()
-    };
+    let mut out = LoggedRows::empty(spec);
     for part in parts {
         out.append(part?);
     }
@@ -287,15 +292,7 @@ pub(crate) fn decode(batches: &[RecordBatch], spec: &Spec) -> Result<LoggedRows>
 }
 
 fn decode_part(part: &[Selected<'_>], spec: &Spec) -> Result<LoggedRows> {
-    let mut out = LoggedRows {
-        features: vec![OnlineColumn::default(); spec.features.len()],
-        keys: spec
-            .key_types
-            .keys()
-            .map(|k| (k.clone(), Vec::new()))
-            .collect(),
-        ..LoggedRows::default()
-    };
+    let mut out = LoggedRows::empty(spec);
     for sel in part {
         out.requests += 1;
         let logged: Logged = match serde_json::from_str(sel.payload) {
