@@ -533,6 +533,85 @@ async fn postgres_upserts_by_id_keeping_the_latest_accepted() {
     versions_of_one_id(&h, true).await;
 }
 
+/// `read_range` returns exactly the rows with `start <= event time < end`, across days, with
+/// either bound open, at sub-millisecond bounds (PostgreSQL keeps µs).
+async fn ranges(h: &Harness) {
+    let sink = h.sink();
+    let table = record_table(&h.project);
+    let day = 1_764_547_200 * SECOND; // 2025-12-01T00:00:00Z
+    // Two days, ten records each, one second apart, and one at 17 µs past a second.
+    let mut rows = recs("a", 0..10, day);
+    rows.extend(recs("b", 0..10, day + 86_400 * SECOND));
+    rows.push(("c".to_string(), day + 5 * SECOND + 17_000));
+    sink.commit(&table, &[batch_of(&table, &rows)], pos(1, 0))
+        .await
+        .unwrap();
+    let ids = |batches: Vec<RecordBatch>| -> Vec<String> {
+        let mut out: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                assert_eq!(
+                    b.schema(),
+                    table.schema,
+                    "read_range returns the table schema"
+                );
+                let ids = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                ids.iter()
+                    .map(|v| v.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let read = |start: Option<i64>, end: Option<i64>| sink.read_range(&table, start, end);
+    // [a3, a6): a3, a4, a5 and c (5 s + 17 µs).
+    assert_eq!(
+        ids(read(Some(day + 3 * SECOND), Some(day + 6 * SECOND))
+            .await
+            .unwrap()),
+        ["a3", "a4", "a5", "c"]
+    );
+    // A bound between c's µs: c is at 5 s + 17 µs, so [.., 5 s + 17 µs) leaves it out and
+    // [5 s + 16.5 µs, ..) keeps it.
+    assert_eq!(
+        ids(
+            read(Some(day + 5 * SECOND), Some(day + 5 * SECOND + 17_000))
+                .await
+                .unwrap()
+        ),
+        ["a5"]
+    );
+    assert_eq!(
+        ids(
+            read(Some(day + 5 * SECOND + 16_500), Some(day + 6 * SECOND))
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    // Across the day boundary, open ends.
+    assert_eq!(
+        ids(read(Some(day + 86_400 * SECOND + 8 * SECOND), None)
+            .await
+            .unwrap()),
+        ["b8", "b9"]
+    );
+    assert_eq!(ids(read(None, Some(day + SECOND)).await.unwrap()), ["a0"]);
+    assert_eq!(ids(read(None, None).await.unwrap()).len(), 21);
+    assert!(ids(read(Some(day - SECOND), Some(day)).await.unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn parquet_reads_time_ranges() {
+    ranges(&parquet_harness("ranges")).await;
+}
+
+#[tokio::test]
+async fn postgres_reads_time_ranges() {
+    ranges(&postgres_harness("ranges").await).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parquet specifics.
 

@@ -281,6 +281,16 @@ pub trait RecordSink: Send + Sync {
 
     /// Every stored row, with exactly `table.schema` (no rows when nothing was committed).
     async fn read_all(&self, table: &RecordTable) -> Result<Vec<RecordBatch>>;
+
+    /// The stored rows with `start <= event_timestamp < end` (ns UTC; `None`: unbounded), with
+    /// exactly `table.schema`. Parquet reads only the day partitions the range touches;
+    /// PostgreSQL filters in the query.
+    async fn read_range(
+        &self,
+        table: &RecordTable,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<RecordBatch>>;
 }
 
 /// The sink of offline stores that keep no records: every call fails, naming the table.
@@ -316,6 +326,15 @@ impl RecordSink for NoRecordSink {
     }
 
     async fn read_all(&self, table: &RecordTable) -> Result<Vec<RecordBatch>> {
+        Err(Self::refuse(table))
+    }
+
+    async fn read_range(
+        &self,
+        table: &RecordTable,
+        _start: Option<i64>,
+        _end: Option<i64>,
+    ) -> Result<Vec<RecordBatch>> {
         Err(Self::refuse(table))
     }
 }

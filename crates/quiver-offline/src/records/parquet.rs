@@ -79,13 +79,26 @@ impl RecordSink for ParquetOfflineStore {
     }
 
     async fn read_all(&self, table: &RecordTable) -> Result<Vec<RecordBatch>> {
+        self.read_range(table, None, None).await
+    }
+
+    async fn read_range(
+        &self,
+        table: &RecordTable,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<RecordBatch>> {
         table.validate()?;
         let dir = self.record_table_dir(table);
         let schema = table.schema.clone();
         let lock = self.record_lock(table);
         let _guard = lock.read().await;
-        blocking(move || table::read_all(&dir, &schema))
+        let (start, end) = (
+            start.map_or(i128::MIN, i128::from),
+            end.map_or(i128::MAX, i128::from),
+        );
+        blocking(move || table::read_range(&dir, &schema, start, end))
             .await
-            .map_err(|e| about(table, "reading", e))
+            .map_err(|e| about(table, "reading a time range", e))
     }
 }

@@ -184,6 +184,23 @@ impl RecordSql {
     fn select_all(&self) -> String {
         format!("SELECT {} FROM {}", self.columns.join(", "), self.qualified)
     }
+
+    /// Rows with `start <= event_timestamp < end`, bounds in µs since the epoch (integers, so
+    /// they are written into the statement as literals).
+    fn select_range(&self, start_us: Option<i64>, end_us: Option<i64>) -> String {
+        let at = |us: i64| format!("'epoch'::timestamptz + {us} * interval '1 microsecond'");
+        let mut conditions = Vec::new();
+        if let Some(s) = start_us {
+            conditions.push(format!("\"event_timestamp\" >= {}", at(s)));
+        }
+        if let Some(e) = end_us {
+            conditions.push(format!("\"event_timestamp\" < {}", at(e)));
+        }
+        if conditions.is_empty() {
+            return self.select_all();
+        }
+        format!("{} WHERE {}", self.select_all(), conditions.join(" AND "))
+    }
 }
 
 /// A column as the catalog has it.
@@ -459,9 +476,18 @@ impl RecordSink for PostgresOfflineStore {
     }
 
     async fn read_all(&self, table: &RecordTable) -> Result<Vec<RecordBatch>> {
+        self.read_range(table, None, None).await
+    }
+
+    async fn read_range(
+        &self,
+        table: &RecordTable,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<RecordBatch>> {
         table.validate()?;
         let sql = self.record_sql(table)?;
-        let doing = format!("reading {}", sql.qualified);
+        let doing = format!("reading a time range of {}", sql.qualified);
         let fail = |e: tokio_postgres::Error| self.error(&doing, describe(&e));
         let client = self.client().await.map_err(|e| in_context(e, &doing))?;
         let exists: bool = client
@@ -476,8 +502,13 @@ impl RecordSink for PostgresOfflineStore {
         if !exists {
             return Ok(Vec::new());
         }
+        // Stored times are whole µs: t >= s ns exactly when t_µs >= ceil(s / 1000).
+        let ceil_us = |ns: i64| ns.div_euclid(1000) + i64::from(ns.rem_euclid(1000) != 0);
         let stream = client
-            .query_raw(&sql.select_all(), std::iter::empty::<&str>())
+            .query_raw(
+                &sql.select_range(start.map(ceil_us), end.map(ceil_us)),
+                std::iter::empty::<&str>(),
+            )
             .await
             .map_err(fail)?;
         self.read_batches(stream, &table.schema, &doing).await

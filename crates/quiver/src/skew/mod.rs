@@ -502,7 +502,11 @@ impl FeatureStore {
         // The logs.
         let ns = self.records().namespace(SERVED_FEATURES)?;
         let offline = self.offline_store().await?;
-        let batches = offline.records().read_all(&ns.table).await?;
+        // Only the window's rows are read (Parquet: the days it touches; PostgreSQL: a WHERE).
+        let batches = offline
+            .records()
+            .read_range(&ns.table, options.start, options.end)
+            .await?;
         let key_types: BTreeMap<String, quiver_core::ScalarType> = wanted
             .iter()
             .filter_map(|w| self.view_at(&w.reference.view, w.reference.version).ok())

@@ -315,11 +315,17 @@ pub(crate) fn position(dir: &Path) -> Result<Option<QueuePosition>> {
 
 /// Every row of the files the manifest lists, columns matched by name (a field added since a
 /// file was written reads as nulls); no rows when the table does not exist yet.
-pub(crate) fn read_all(dir: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+/// The rows with event time in `[start, end)` (ns), reading only the days the range touches.
+pub(crate) fn read_range(
+    dir: &Path,
+    schema: &SchemaRef,
+    start: i128,
+    end: i128,
+) -> Result<Vec<RecordBatch>> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    read_with_manifest_fit(dir, schema, i128::MIN, i128::MAX, Fit::ByName).map(|(_, b)| b)
+    read_with_manifest_fit(dir, schema, start, end, Fit::ByName).map(|(_, b)| b)
 }
 
 /// Refuses a schema whose columns have other types than the same columns of the newest file
