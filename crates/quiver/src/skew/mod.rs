@@ -478,26 +478,7 @@ impl FeatureStore {
                 quiver_core::value::format_timestamp(e)
             )));
         }
-        let refs = self.resolve_features(&FeatureSelection::Service(service.clone()))?;
-        let mut wanted = Vec::with_capacity(refs.len());
-        for r in refs {
-            let view = self.view_at(&r.view, r.version)?;
-            let field = view
-                .definition
-                .field_index(&r.feature)
-                .map(|i| &view.definition.fields[i])
-                .ok_or_else(|| {
-                    Error::Internal(format!(
-                        "feature `{}` of `{}` is not a field",
-                        r.feature, r.view
-                    ))
-                })?;
-            wanted.push(Wanted {
-                label: format!("{}:{}", r.view_label(), r.feature),
-                ty: field.value_type,
-                reference: r,
-            });
-        }
+        let wanted = self.wanted_features(service)?;
 
         // The logs.
         let ns = self.records().namespace(SERVED_FEATURES)?;
@@ -547,6 +528,76 @@ impl FeatureStore {
         // The training set's values at the same points.
         let joined = Instant::now();
         let rows = Arc::new(rows);
+        let sides = self.offline_sides(&rows, &wanted).await?;
+        let join_seconds = joined.elapsed().as_secs_f64();
+
+        // Compare, the features spread over the cores.
+        let tolerance = options.tolerance;
+        let (examples, buckets) = (options.examples, options.buckets.max(1));
+        let labels: Vec<String> = wanted.iter().map(|w| w.label.clone()).collect();
+        let compared_rows = rows.clone();
+        let mut report = tokio::task::spawn_blocking(move || {
+            compare(
+                &compared_rows,
+                &labels,
+                &sides,
+                tolerance,
+                examples,
+                buckets,
+            )
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("comparison task failed: {e}")))??;
+        report.service = service.clone();
+        report.start = options.start;
+        report.end = options.end;
+        report.requests = rows.requests;
+        report.logged_rows = logged_rows;
+        report.rows = rows.len() as u64;
+        report.skipped_rows = rows.skipped;
+        report.skipped_reasons = rows.skipped_reasons.clone();
+        report.first_time = rows.times.iter().copied().min();
+        report.last_time = rows.times.iter().copied().max();
+        report.tolerance = tolerance;
+        report.read_seconds = read_seconds;
+        report.join_seconds = join_seconds;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// The features of `service`, resolved: reference, `view:feature` label and type.
+    fn wanted_features(&self, service: &str) -> Result<Vec<Wanted>> {
+        let refs = self.resolve_features(&FeatureSelection::Service(service.to_string()))?;
+        let mut wanted = Vec::with_capacity(refs.len());
+        for r in refs {
+            let view = self.view_at(&r.view, r.version)?;
+            let field = view
+                .definition
+                .field_index(&r.feature)
+                .map(|i| &view.definition.fields[i])
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "feature `{}` of `{}` is not a field",
+                        r.feature, r.view
+                    ))
+                })?;
+            wanted.push(Wanted {
+                label: format!("{}:{}", r.view_label(), r.feature),
+                ty: field.value_type,
+                reference: r,
+            });
+        }
+
+        Ok(wanted)
+    }
+
+    /// The training set's side of every wanted feature at the logged rows: one point-in-time
+    /// join per view (the views concurrently, on the blocking pool), in `wanted`'s order.
+    async fn offline_sides(
+        &self,
+        rows: &Arc<LoggedRows>,
+        wanted: &[Wanted],
+    ) -> Result<Vec<OfflineSide>> {
         let mut offline_sides: Vec<Option<OfflineSide>> = (0..wanted.len()).map(|_| None).collect();
         let mut by_view: Vec<(crate::offline::ViewAt, Vec<usize>)> = Vec::new();
         for (i, w) in wanted.iter().enumerate() {
@@ -565,7 +616,7 @@ impl FeatureStore {
                 .map(|&i| wanted[i].reference.feature.clone())
                 .collect();
             let types: Vec<ValueType> = indices.iter().map(|&i| wanted[i].ty).collect();
-            let rows = rows.clone();
+            let rows = Arc::clone(rows);
             jobs.spawn_blocking(move || -> Result<Vec<(usize, OfflineSide)>> {
                 let view = &served.definition;
                 let entities = rows.entity_batch(view)?;
@@ -611,41 +662,7 @@ impl FeatureStore {
                 offline_sides[i] = Some(side);
             }
         }
-        let join_seconds = joined.elapsed().as_secs_f64();
-
-        // Compare, the features spread over the cores.
-        let tolerance = options.tolerance;
-        let (examples, buckets) = (options.examples, options.buckets.max(1));
-        let labels: Vec<String> = wanted.iter().map(|w| w.label.clone()).collect();
-        let compared_rows = rows.clone();
-        let mut report = tokio::task::spawn_blocking(move || {
-            let sides: Vec<OfflineSide> = offline_sides.into_iter().flatten().collect();
-            compare(
-                &compared_rows,
-                &labels,
-                &sides,
-                tolerance,
-                examples,
-                buckets,
-            )
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("comparison task failed: {e}")))??;
-        report.service = service.clone();
-        report.start = options.start;
-        report.end = options.end;
-        report.requests = rows.requests;
-        report.logged_rows = logged_rows;
-        report.rows = rows.len() as u64;
-        report.skipped_rows = rows.skipped;
-        report.skipped_reasons = rows.skipped_reasons.clone();
-        report.first_time = rows.times.iter().copied().min();
-        report.last_time = rows.times.iter().copied().max();
-        report.tolerance = tolerance;
-        report.read_seconds = read_seconds;
-        report.join_seconds = join_seconds;
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        Ok(offline_sides.into_iter().flatten().collect())
     }
 }
 
