@@ -304,6 +304,26 @@ async fn a_view_staler_than_its_bound_degrades_health_but_stays_ready() {
         "{health}"
     );
     assert_eq!(c.get("/readyz").await.0, 200);
+
+    // A row written through the server now (a push) is the newest event online: fresh again.
+    let now = chrono::Utc::now().to_rfc3339();
+    let (status, body) = c
+        .post(
+            "/write-to-online-store",
+            json!({"feature_view_name": "profile", "df": {"user_id": [1], "age": [30], "score": [1.5], "event_timestamp": [now]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, health) = c.get("/health").await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["views"]["profile"]["stale"], false, "{health}");
+    assert!(
+        health["views"]["profile"]["newest_event_seconds_ago"]
+            .as_f64()
+            .unwrap()
+            < 60.0,
+        "{health}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,10 @@ pub struct ViewFreshness {
     pub version: u32,
     /// The last materialization of the view (any version); `None`: never materialized.
     pub last_materialization: Option<MaterializationRun>,
-    /// The newest event time materialized into the online store for the served version, ns
-    /// UTC (`None`: never materialized, nothing written, or recorded before Quiver kept it).
+    /// The newest event time put into the online store for the served version, ns UTC: by
+    /// materializations, or by writes through this process (`/push`, `/write-to-online-store`
+    /// on a server). `None`: nothing known (never materialized nor pushed here, or recorded
+    /// before Quiver kept it).
     pub newest_event: Option<i64>,
     /// Seconds since the last materialization finished.
     pub materialized_seconds_ago: Option<f64>,
@@ -61,7 +63,10 @@ impl ViewFreshness {
                 ),
                 _ => format!("last materialized {run:.0} s ago"),
             },
-            _ => "never materialized".to_string(),
+            (Some(event), None) => format!(
+                "its newest event online is {event:.0} s old (written through this server; never materialized)"
+            ),
+            (None, None) => "never materialized".to_string(),
         };
         Some(format!(
             "view `{}` is stale: {what}, `freshness.max_age` is {:?}",
@@ -82,11 +87,19 @@ impl FeatureStore {
                 let name = &served.definition.name;
                 let run = registry.materializations.get(name).cloned();
                 let this_version = run.as_ref().filter(|r| r.version == served.table.version);
-                let newest_event = this_version.and_then(|r| r.newest_event);
+                // Rows this process wrote online (pushes) count beside materializations.
+                let pushed = Some(
+                    self.stats()
+                        .view(name)
+                        .newest_written_ns
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
+                .filter(|&t| t != 0);
+                let newest_event = this_version.and_then(|r| r.newest_event).max(pushed);
                 let max_age = served.definition.freshness_max_age;
                 // The age freshness is judged by: the newest event, else the run's own (a run
                 // of another version put nothing online for this one).
-                let judged = this_version.map(|r| r.newest_event.unwrap_or(r.finished_at));
+                let judged = newest_event.or(this_version.map(|r| r.finished_at));
                 let stale = match (max_age, judged) {
                     (Some(bound), Some(t)) => age(t) > bound.as_secs_f64(),
                     (Some(_), None) => true,

@@ -179,6 +179,10 @@ pub struct ViewStats {
     missing: [AtomicU64; 3],
     /// Newest event time among the values served, ns UTC (0: none yet).
     pub newest_served_ns: AtomicI64,
+    /// Newest event time among rows written to the online store through this process
+    /// (`/push`, `/write-to-online-store`), ns UTC (0: none yet): freshness counts it beside
+    /// materializations.
+    pub newest_written_ns: AtomicI64,
     /// Requests per feature (names fixed by the definitions; bounded).
     features: RwLock<HashMap<String, Arc<AtomicU64>>>,
 }

@@ -25,6 +25,14 @@ impl FeatureStore {
         let started = std::time::Instant::now();
         let summary = self.online_store().write(&served.table, rows).await;
         self.record_write(view_name, started.elapsed(), summary.as_ref().ok());
+        if summary.is_ok()
+            && let Some(newest) = rows.iter().map(|(_, r)| r.event_ts).max()
+        {
+            self.stats()
+                .view(view_name)
+                .newest_written_ns
+                .fetch_max(newest, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(summary?)
     }
 
