@@ -393,7 +393,8 @@ fn histogram_chart(h: &mut String, bins: &[&DifferenceBin]) {
         );
         return;
     }
-    let most = bins.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f64;
+    // Up to a multiple of 4, so the five ticks are whole counts.
+    let most = (bins.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f64 / 4.0).ceil() * 4.0;
     y_ticks(h, most, |v| format!("{v:.0}"));
     let n = bins.len() as f64;
     let width = (W - LEFT - RIGHT) / n;
