@@ -235,7 +235,8 @@ impl FeatureStore {
         let entity_times: Arc<[i64]> = entity_times(entities, &options.timestamp_column, &origin)?;
         let mut out_columns: Vec<(String, ArrayRef)> = Vec::new();
         let mut sources = Vec::new();
-        for ((view_name, version), features) in group_by_view(&refs) {
+        for ((view_name, version), indices) in group_by_view(&refs) {
+            let features: Vec<&FeatureRef> = indices.iter().map(|&i| &refs[i]).collect();
             let served = self.view_at(&view_name, version)?.clone();
             let view = served.definition.clone();
             let resolved = self.source_of(&view)?.clone();
@@ -294,16 +295,19 @@ impl FeatureStore {
 }
 
 /// A view and its pinned version (`None`: the active one).
-pub(crate) type ViewAt = (String, Option<u32>);
+type ViewAt = (String, Option<u32>);
 
-/// The requested features grouped by view (and pinned version), in request order.
-fn group_by_view(refs: &[FeatureRef]) -> Vec<(ViewAt, Vec<FeatureRef>)> {
-    let mut by_view: Vec<(ViewAt, Vec<FeatureRef>)> = Vec::new();
-    for r in refs {
+/// The requested features grouped by view (and pinned version), in request order: each view
+/// with the positions of its features among `refs`.
+pub(crate) fn group_by_view<'a>(
+    refs: impl IntoIterator<Item = &'a FeatureRef>,
+) -> Vec<(ViewAt, Vec<usize>)> {
+    let mut by_view: Vec<(ViewAt, Vec<usize>)> = Vec::new();
+    for (i, r) in refs.into_iter().enumerate() {
         let key = (r.view.clone(), r.version);
         match by_view.iter_mut().find(|(v, _)| *v == key) {
-            Some((_, list)) => list.push(r.clone()),
-            None => by_view.push((key, vec![r.clone()])),
+            Some((_, list)) => list.push(i),
+            None => by_view.push((key, vec![i])),
         }
     }
     by_view

@@ -19,8 +19,6 @@ use crate::error::{Error, Result};
 /// Which logs and what in them.
 pub(crate) struct Spec {
     pub service: String,
-    pub start: Option<i64>,
-    pub end: Option<i64>,
     /// Per feature of the service: the names it may be logged under (full, short) and type.
     pub features: Vec<([String; 2], ValueType)>,
     /// The join keys the service's views need, with their types.
@@ -185,20 +183,14 @@ impl LoggedRows {
         for (k, mut vs) in other.keys {
             self.keys.entry(k).or_default().append(&mut vs);
         }
-        if self.features.is_empty() {
-            self.features = other.features;
-        } else {
-            for (mine, theirs) in self.features.iter_mut().zip(other.features) {
-                mine.values.extend(theirs.values);
-                mine.statuses.extend(theirs.statuses);
-                mine.event_times.extend(theirs.event_times);
-            }
+        for (mine, theirs) in self.features.iter_mut().zip(other.features) {
+            mine.values.extend(theirs.values);
+            mine.statuses.extend(theirs.statuses);
+            mine.event_times.extend(theirs.event_times);
         }
         self.skipped += other.skipped;
         for r in other.skipped_reasons {
-            if self.skipped_reasons.len() < REASONS_KEPT {
-                self.skipped_reasons.push(r);
-            }
+            self.skip(0, r);
         }
     }
 }
@@ -239,7 +231,8 @@ fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
     })
 }
 
-/// Decodes the rows of `spec.service` logged within the window, in log order.
+/// Decodes the rows of `spec.service` in `batches` (the window's, as the sink read them), in
+/// log order.
 pub(crate) fn decode(batches: &[RecordBatch], spec: &Spec) -> Result<LoggedRows> {
     let mut selected = Vec::new();
     for batch in batches {
@@ -250,16 +243,11 @@ pub(crate) fn decode(batches: &[RecordBatch], spec: &Spec) -> Result<LoggedRows>
         let services = text(batch, "service")?;
         let payloads = text(batch, "payload")?;
         for row in 0..batch.num_rows() {
-            let time = times.value(row);
-            if services.is_null(row)
-                || services.value(row) != spec.service
-                || spec.start.is_some_and(|s| time < s)
-                || spec.end.is_some_and(|e| time >= e)
-            {
+            if services.is_null(row) || services.value(row) != spec.service {
                 continue;
             }
             selected.push(Selected {
-                time,
+                time: times.value(row),
                 id: ids.value(row),
                 payload: payloads.value(row),
             });
@@ -319,13 +307,15 @@ fn decode_part(part: &[Selected<'_>], spec: &Spec) -> Result<LoggedRows> {
                     bad_key = Some(format!("it has no join key `{name}`"));
                     break;
                 }
-                Some(values) => match values.iter().map(|v| key_value(v, *ty)).collect() {
-                    Ok(vs) => keys.push((name, vs)),
-                    Err(e) => {
-                        bad_key = Some(format!("join key `{name}`: {e}"));
-                        break;
+                Some(values) => {
+                    match values.iter().map(|v| KeyValue::from_json(v, *ty)).collect() {
+                        Ok(vs) => keys.push((name, vs)),
+                        Err(e) => {
+                            bad_key = Some(format!("join key `{name}`: {e}"));
+                            break;
+                        }
                     }
-                },
+                }
             }
         }
         if let Some(reason) = bad_key {
@@ -368,7 +358,8 @@ fn decode_part(part: &[Selected<'_>], spec: &Spec) -> Result<LoggedRows> {
                         column.statuses.push(Some(status));
                     }
                     Err(e) => {
-                        // The type changed since it was served: not comparable.
+                        // The type changed since it was served: not comparable (the row stays,
+                        // this feature of it is not compared).
                         if out.skipped_reasons.len() < REASONS_KEPT {
                             out.skipped_reasons
                                 .push(format!("request `{}`, feature `{}`: {e}", sel.id, names[1]));
@@ -409,20 +400,4 @@ fn check_shape(logged: &Logged, rows: usize) -> std::result::Result<(), String> 
         }
     }
     Ok(())
-}
-
-fn key_value(v: &Json, ty: ScalarType) -> std::result::Result<KeyValue, String> {
-    match (v, ty) {
-        (Json::String(s), ScalarType::String) => Ok(KeyValue::Str(s.clone())),
-        (Json::Number(n), ScalarType::String) => Ok(KeyValue::Str(n.to_string())),
-        (Json::Number(n), _) => n
-            .as_i64()
-            .map(KeyValue::Int)
-            .ok_or_else(|| format!("{n} is not an integer")),
-        (Json::String(s), _) => s
-            .parse()
-            .map(KeyValue::Int)
-            .map_err(|_| format!("`{s}` is not an integer")),
-        (other, _) => Err(format!("{other} is not a join key value")),
-    }
 }

@@ -496,8 +496,6 @@ impl FeatureStore {
             .collect();
         let spec = logs::Spec {
             service: service.clone(),
-            start: options.start,
-            end: options.end,
             features: wanted
                 .iter()
                 .map(|w| {
@@ -536,7 +534,7 @@ impl FeatureStore {
         let (examples, buckets) = (options.examples, options.buckets.max(1));
         let labels: Vec<String> = wanted.iter().map(|w| w.label.clone()).collect();
         let compared_rows = rows.clone();
-        let mut report = tokio::task::spawn_blocking(move || {
+        let results = tokio::task::spawn_blocking(move || {
             compare(
                 &compared_rows,
                 &labels,
@@ -548,19 +546,32 @@ impl FeatureStore {
         })
         .await
         .map_err(|e| Error::Internal(format!("comparison task failed: {e}")))??;
-        report.service = service.clone();
-        report.start = options.start;
-        report.end = options.end;
-        report.requests = rows.requests;
-        report.logged_rows = logged_rows;
-        report.rows = rows.len() as u64;
-        report.skipped_rows = rows.skipped;
-        report.skipped_reasons = rows.skipped_reasons.clone();
-        report.first_time = rows.times.iter().copied().min();
-        report.last_time = rows.times.iter().copied().max();
-        report.tolerance = tolerance;
-        report.read_seconds = read_seconds;
-        report.join_seconds = join_seconds;
+        let mut report = SkewReport {
+            service: service.clone(),
+            start: options.start,
+            end: options.end,
+            requests: rows.requests,
+            logged_rows,
+            rows: rows.len() as u64,
+            skipped_rows: rows.skipped,
+            skipped_reasons: rows.skipped_reasons.clone(),
+            first_time: rows.times.iter().copied().min(),
+            last_time: rows.times.iter().copied().max(),
+            tolerance,
+            features: Vec::with_capacity(results.len()),
+            examples: Vec::new(),
+            timeline: Vec::new(),
+            differences: Vec::new(),
+            read_seconds,
+            join_seconds,
+            seconds: 0.0,
+        };
+        for r in results {
+            report.features.push(r.summary);
+            report.examples.extend(r.examples);
+            report.timeline.extend(r.timeline);
+            report.differences.extend(r.differences);
+        }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -599,16 +610,10 @@ impl FeatureStore {
         wanted: &[Wanted],
     ) -> Result<Vec<OfflineSide>> {
         let mut offline_sides: Vec<Option<OfflineSide>> = (0..wanted.len()).map(|_| None).collect();
-        let mut by_view: Vec<(crate::offline::ViewAt, Vec<usize>)> = Vec::new();
-        for (i, w) in wanted.iter().enumerate() {
-            let key = (w.reference.view.clone(), w.reference.version);
-            match by_view.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, list)) => list.push(i),
-                None => by_view.push((key, vec![i])),
-            }
-        }
         let mut jobs = tokio::task::JoinSet::new();
-        for ((view_name, version), indices) in by_view {
+        for ((view_name, version), indices) in
+            crate::offline::group_by_view(wanted.iter().map(|w| &w.reference))
+        {
             let served = self.view_at(&view_name, version)?.clone();
             let resolved = self.source_of(&served.definition)?.clone();
             let names: Vec<String> = indices
@@ -753,6 +758,7 @@ impl Buckets {
     }
 }
 
+/// Compares every feature (one per core at a time), in `labels`' order.
 fn compare(
     rows: &LoggedRows,
     labels: &[String],
@@ -760,7 +766,7 @@ fn compare(
     tolerance: f64,
     examples: usize,
     buckets: usize,
-) -> Result<SkewReport> {
+) -> Result<Vec<FeatureResult>> {
     let (first, last) = (
         rows.times.iter().copied().min().unwrap_or(0),
         rows.times.iter().copied().max().unwrap_or(0),
@@ -804,34 +810,7 @@ fn compare(
             }
         }
     });
-    let mut report = SkewReport {
-        service: String::new(),
-        start: None,
-        end: None,
-        requests: 0,
-        logged_rows: 0,
-        rows: 0,
-        skipped_rows: 0,
-        skipped_reasons: Vec::new(),
-        first_time: None,
-        last_time: None,
-        tolerance,
-        features: Vec::with_capacity(labels.len()),
-        examples: Vec::new(),
-        timeline: Vec::new(),
-        differences: Vec::new(),
-        read_seconds: 0.0,
-        join_seconds: 0.0,
-        seconds: 0.0,
-    };
-    for r in results.into_iter().flatten() {
-        let r = r?;
-        report.features.push(r.summary);
-        report.examples.extend(r.examples);
-        report.timeline.extend(r.timeline);
-        report.differences.extend(r.differences);
-    }
-    Ok(report)
+    results.into_iter().flatten().collect()
 }
 
 fn compare_feature(
