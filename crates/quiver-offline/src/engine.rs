@@ -298,62 +298,7 @@ pub fn features_at(
     entities: EntityRows<'_>,
     features: &[String],
 ) -> Result<(Vec<ArrayRef>, TableRead)> {
-    check_entity_keys(entities.rows, view, entities.origin)?;
-    let key_names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
-    let (Some(&min_t), Some(&max_t)) = (entities.times.iter().min(), entities.times.iter().max())
-    else {
-        // No entity rows: typed, empty feature columns.
-        let columns = output_fields(view, features)
-            .iter()
-            .map(|f| arrow_array::new_empty_array(f.data_type()))
-            .collect();
-        return Ok((columns, empty_read(view)));
-    };
-    let read_start = if view.is_derived() {
-        lookback_ns(view).map(|b| min_t.saturating_sub(b))
-    } else {
-        view.ttl.map(|t| min_t.saturating_sub(window_ns(t)))
-    };
-    let read = read_events(
-        path,
-        source,
-        view,
-        read_start,
-        Some(max_t.saturating_add(1)),
-    )?;
-    let events = &read.batch;
-    let mut interner = KeyInterner::new();
-    let event_keys = interner.intern(&key_columns(events, &key_names)?)?;
-    let query_keys = interner.intern(&key_columns(entities.rows, &key_names)?)?;
-    let columns = if view.is_derived() {
-        let indices: Vec<usize> = features
-            .iter()
-            .map(|f| view.field_index(f).unwrap_or(0))
-            .collect();
-        evaluate_transforms(
-            view,
-            events,
-            &event_keys,
-            &query_keys,
-            entities.times,
-            Some(&indices),
-        )?
-    } else {
-        let matched = compute::asof_join(
-            &query_keys,
-            entities.times,
-            &event_keys,
-            &times(events, EVENT_TIMESTAMP),
-            created_times(events).as_deref(),
-            view.ttl.map(window_ns),
-        )?;
-        let columns: Vec<ArrayRef> = features
-            .iter()
-            .map(|f| events.column_by_name(f).cloned().ok_or_else(|| not_read(f)))
-            .collect::<Result<_>>()?;
-        compute::take_columns(&columns, &matched)?
-    };
-    Ok((columns, read))
+    at_times(path, source, view, entities, features, false).map(|(pit, read)| (pit.columns, read))
 }
 
 /// What a training set sees at each entity row, with the detail a skew check compares:
@@ -382,29 +327,78 @@ pub fn point_in_time(
     entities: EntityRows<'_>,
     features: &[String],
 ) -> Result<(PointInTime, TableRead)> {
-    let n = entities.times.len();
-    if view.is_derived() || n == 0 {
-        let (columns, read) = features_at(path, source, view, entities, features)?;
-        return Ok((
-            PointInTime {
-                columns,
-                event_times: vec![None; n],
-                outside_ttl: vec![false; n],
-            },
-            read,
-        ));
-    }
+    at_times(path, source, view, entities, features, true)
+}
+
+/// [`features_at`] and [`point_in_time`]: `whole_history` reads a plain view's source from its
+/// beginning instead of from the earliest time within the TTL of an entity row.
+fn at_times(
+    path: &Path,
+    source: &Source,
+    view: &FeatureView,
+    entities: EntityRows<'_>,
+    features: &[String],
+    whole_history: bool,
+) -> Result<(PointInTime, TableRead)> {
     check_entity_keys(entities.rows, view, entities.origin)?;
+    let n = entities.times.len();
     let key_names: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
-    let max_t = entities.times.iter().copied().max().unwrap_or(i64::MIN);
-    let read = read_events(path, source, view, None, Some(max_t.saturating_add(1)))?;
+    let (Some(&min_t), Some(&max_t)) = (entities.times.iter().min(), entities.times.iter().max())
+    else {
+        // No entity rows: typed, empty feature columns.
+        let columns = output_fields(view, features)
+            .iter()
+            .map(|f| arrow_array::new_empty_array(f.data_type()))
+            .collect();
+        let pit = PointInTime {
+            columns,
+            event_times: Vec::new(),
+            outside_ttl: Vec::new(),
+        };
+        return Ok((pit, empty_read(view)));
+    };
+    let ttl = view.ttl.map(window_ns);
+    let read_start = if view.is_derived() {
+        lookback_ns(view).map(|b| min_t.saturating_sub(b))
+    } else if whole_history {
+        None
+    } else {
+        ttl.map(|t| min_t.saturating_sub(t))
+    };
+    let read = read_events(
+        path,
+        source,
+        view,
+        read_start,
+        Some(max_t.saturating_add(1)),
+    )?;
     let events = &read.batch;
     let mut interner = KeyInterner::new();
     let event_keys = interner.intern(&key_columns(events, &key_names)?)?;
     let query_keys = interner.intern(&key_columns(entities.rows, &key_names)?)?;
+    if view.is_derived() {
+        let indices: Vec<usize> = features
+            .iter()
+            .map(|f| view.field_index(f).unwrap_or(0))
+            .collect();
+        let columns = evaluate_transforms(
+            view,
+            events,
+            &event_keys,
+            &query_keys,
+            entities.times,
+            Some(&indices),
+        )?;
+        let pit = PointInTime {
+            columns,
+            event_times: vec![None; n],
+            outside_ttl: vec![false; n],
+        };
+        return Ok((pit, read));
+    }
     let event_times = times(events, EVENT_TIMESTAMP);
     // The latest row at or before each time, whatever its age; the TTL is applied after (the
-    // same rows the TTL-bounded join finds: when the latest row is too old, all are).
+    // same rows a TTL-bounded join finds: when the latest row is too old, all are).
     let latest = compute::asof_join(
         &query_keys,
         entities.times,
@@ -413,7 +407,6 @@ pub fn point_in_time(
         created_times(events).as_deref(),
         None,
     )?;
-    let ttl = view.ttl.map(window_ns);
     let mut found = Vec::with_capacity(n);
     let mut times_found = Vec::with_capacity(n);
     let mut outside_ttl = Vec::with_capacity(n);
