@@ -250,29 +250,28 @@ pub fn render_stats(
         );
     }
 
-    // Freshness: since the last materialization, the newest value served, and the bound.
+    // Freshness: since the last materialization, the newest event online, the newest value
+    // served, and the bound.
     let now = quiver::online_store::now_ns();
-    let registry = store.registry().ok();
+    let freshness = store.freshness(now).unwrap_or_default();
     let _ = writeln!(
         out,
         "# HELP quiver_view_materialization_age_seconds Seconds since the view was last materialized.\n# TYPE quiver_view_materialization_age_seconds gauge"
     );
-    for served in store.views() {
-        let name = &served.definition.name;
-        if let Some(run) = registry.and_then(|r| r.materializations.get(name)) {
+    for f in &freshness {
+        if let Some(age) = f.materialized_seconds_ago {
             let _ = writeln!(
                 out,
-                "quiver_view_materialization_age_seconds{{view=\"{}\"}} {}",
-                esc(name),
-                (now - run.finished_at) as f64 / 1e9
+                "quiver_view_materialization_age_seconds{{view=\"{}\"}} {age}",
+                esc(&f.view),
             );
         }
     }
     let _ = writeln!(
         out,
-        "# HELP quiver_view_newest_event_age_seconds Age of the newest event materialized into the online store for the view (now minus its event time).\n# TYPE quiver_view_newest_event_age_seconds gauge"
+        "# HELP quiver_view_newest_event_age_seconds Age of the newest event in the online store for the view: materialized, or written through this server (now minus its event time).\n# TYPE quiver_view_newest_event_age_seconds gauge"
     );
-    for f in store.freshness(now).unwrap_or_default() {
+    for f in &freshness {
         if let Some(age) = f.newest_event_seconds_ago {
             let _ = writeln!(
                 out,
