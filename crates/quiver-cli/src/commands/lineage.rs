@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use quiver_core::value::format_timestamp as time;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The feature, `view:feature`.
@@ -12,10 +14,6 @@ pub struct Args {
     /// How many of the latest runs to print (the registry keeps 100 per view).
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
-}
-
-fn time(ns: i64) -> String {
-    quiver_core::value::format_timestamp(ns)
 }
 
 pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
@@ -70,10 +68,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<()> {
         let shown = lineage.runs.len().min(args.runs);
         say!("  last {shown} of {} runs:", lineage.runs.len());
         for r in &lineage.runs[lineage.runs.len() - shown..] {
-            let window = match r.start {
-                Some(start) => format!("{} .. {}", time(start), time(r.end)),
-                None => format!("all history .. {}", time(r.end)),
-            };
+            let window = super::run_window(r);
             say!(
                 "    {:<11} v{} at {}: events {window}, {} rows written, {} rejected, {:.2} s",
                 format!("{:?}", r.kind).to_lowercase(),

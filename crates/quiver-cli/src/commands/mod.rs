@@ -88,6 +88,15 @@ pub fn parse_entities(
     Ok(columns)
 }
 
+/// A run's event-time window: `start .. end`, or `all history .. end`.
+pub fn run_window(run: &quiver::registry::MaterializationRun) -> String {
+    let time = quiver_core::value::format_timestamp;
+    match run.start {
+        Some(start) => format!("{} .. {}", time(start), time(run.end)),
+        None => format!("all history .. {}", time(run.end)),
+    }
+}
+
 /// `1.2 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use quiver::skew::{CAUSES, SkewOptions};
+use quiver_core::value::format_timestamp as time;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,10 +39,6 @@ pub struct Args {
     /// Print the report as JSON instead.
     #[arg(long)]
     pub json: bool,
-}
-
-fn time(ns: i64) -> String {
-    quiver_core::value::format_timestamp(ns)
 }
 
 fn pct(x: f64) -> String {

@@ -3,15 +3,13 @@
 
 use std::path::Path;
 
+use quiver_core::value::format_timestamp as time;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn time(ns: i64) -> String {
-    quiver_core::value::format_timestamp(ns)
 }
 
 /// `3h 20m`, `45 s`: an age for people.
@@ -47,10 +45,7 @@ pub async fn run(project: &Path, args: Args) -> anyhow::Result<bool> {
         match &v.last_materialization {
             None => say!("  never materialized"),
             Some(r) => {
-                let window = match r.start {
-                    Some(start) => format!("{} .. {}", time(start), time(r.end)),
-                    None => format!("all history .. {}", time(r.end)),
-                };
+                let window = super::run_window(r);
                 say!(
                     "  last materialized {} ({} ago){}: events {window}, {} rows written, {} rejected",
                     time(r.finished_at),
